@@ -1,0 +1,40 @@
+//! The `aphex` command line: parses arguments (the only place that knows clap) and hands off to
+//! `aphex-shared`. Each subcommand lives in its own module with its `Args` and `run`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "aphex", version, about = "AphexPipeline: self-modifying deployments of AWS CDK apps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// One variant per subcommand; each module owns its `Args` and `run`.
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result: anyhow::Result<ExitCode> = match cli.command {};
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `APHEX_LOG` (default `warn`), so stdout stays machine-readable.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APHEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

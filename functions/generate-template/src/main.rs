@@ -1,0 +1,2 @@
+//! The `generate-template` Lambda: wiring only.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The `notify` Lambda: wiring only.
+fn main() {}

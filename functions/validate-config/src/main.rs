@@ -1,0 +1,2 @@
+//! The `validate-config` Lambda: wiring only.
+fn main() {}

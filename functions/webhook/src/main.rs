@@ -1,0 +1,2 @@
+//! The `webhook` Lambda: wiring only.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Argo Workflows types and the renderer from a `Plan` to a `WorkflowTemplate`.

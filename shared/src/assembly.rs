@@ -1,0 +1,1 @@
+//! CDK cloud assembly reading: manifest.json, asset manifests, templates.

@@ -1,0 +1,1 @@
+//! Drawing a `Plan` as Mermaid or DOT.

@@ -1,0 +1,23 @@
+//! AphexPipeline's domain logic. Pure core (config, plan, rendering, signature checks, event parsing)
+//! and the capability traits whose I/O adapters sit at the edges. No Lambda or clap types live here.
+
+pub mod config;
+
+pub mod plan;
+pub mod argo;
+pub mod graph;
+pub mod template;
+
+pub mod cluster;
+pub mod webhook;
+
+pub mod assembly;
+pub mod synth;
+pub mod deploy;
+
+pub mod aws;
+pub mod artifacts;
+pub mod steps;
+pub mod runner;
+
+pub mod notify;

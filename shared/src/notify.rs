@@ -1,0 +1,1 @@
+//! Notifications: pipeline status events to Slack and SNS messages.

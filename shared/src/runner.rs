@@ -1,0 +1,1 @@
+//! The local runner: executes a `Plan` in process (`aphex run --local`).

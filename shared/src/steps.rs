@@ -1,0 +1,1 @@
+//! The pipeline steps Argo pods run (`aphex step ...`), shared with the local runner.

@@ -1,0 +1,1 @@
+//! Self-modification: render, check, apply (server-side apply) and roll back the live WorkflowTemplate.

@@ -1,0 +1,1 @@
+//! GitHub webhook intake: request decoding, signature checks, event filters, the Workflow to create.
