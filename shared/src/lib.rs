@@ -3,21 +3,21 @@
 
 pub mod config;
 
-pub mod plan;
 pub mod argo;
 pub mod graph;
+pub mod plan;
 pub mod template;
 
 pub mod cluster;
 pub mod webhook;
 
 pub mod assembly;
-pub mod synth;
 pub mod deploy;
+pub mod synth;
 
-pub mod aws;
 pub mod artifacts;
-pub mod steps;
+pub mod aws;
 pub mod runner;
+pub mod steps;
 
 pub mod notify;

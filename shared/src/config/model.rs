@@ -351,11 +351,7 @@ impl PipelineSettings {
 
 impl Default for SynthSettings {
     fn default() -> Self {
-        Self {
-            command: defaults::synth_command(),
-            context: IndexMap::new(),
-            required_context: Vec::new(),
-        }
+        Self { command: defaults::synth_command(), context: IndexMap::new(), required_context: Vec::new() }
     }
 }
 
