@@ -169,7 +169,7 @@ pub struct Environment {
     #[schemars(example = &"dev", regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"))]
     pub name: String,
 
-    /// AWS region, e.g. us-east-1 (one of the regions AWS publishes; see `aphex::config::regions`).
+    /// AWS region the stacks deploy to, e.g. us-east-1.
     #[schemars(schema_with = "super::regions::region_schema")]
     pub region: String,
 

@@ -252,7 +252,11 @@ impl Ctx<'_> {
                     path: path_string(&path),
                     severity: Severity::Error,
                     message: format!("missing required field `{name}`{place}"),
-                    hint: Some(format!("add `{name}:`. {about}").trim_end().to_owned()),
+                    hint: Some(if about.is_empty() {
+                        format!("add `{name}:`")
+                    } else {
+                        format!("add `{name}:` ({})", about.trim_end_matches('.'))
+                    }),
                 }]
             }
             ValidationErrorKind::Type { kind } => vec![self.type_problem(kind)],
@@ -348,6 +352,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// How the value is introduced in the source: `key: ` for a mapping value, `- ` for a list item.
+    fn key_prefix(&self) -> String {
+        match self.path.last() {
+            Some(Segment::Key(k)) => format!("{k}: "),
+            _ => "- ".into(),
+        }
+    }
+
     fn default_hint(&self) -> Option<String> {
         let schema = self.schema_at(&self.path)?;
         let default = schema.get("default")?;
@@ -387,11 +399,7 @@ impl Ctx<'_> {
                 if self.shape() == "environments[].account" {
                     message.push_str(" (AWS account ids are 12-digit strings; a number loses leading zeros)");
                 }
-                let key = match self.path.last() {
-                    Some(Segment::Key(k)) => format!("{k}: "),
-                    _ => "- ".into(),
-                };
-                self.problem(message, Some(format!("quote it: `{key}\"{raw}\"`")))
+                self.problem(message, Some(format!("quote it: `{}\"{raw}\"`", self.key_prefix())))
             }
             Value::String { text, .. } if expected.first() == Some(&JsonType::Array) => self.problem(
                 format!("{field} must be a list, found {}", node.describe()),
@@ -413,9 +421,10 @@ impl Ctx<'_> {
             _ => raw.to_owned(),
         };
         if !matches!(node.value, Value::String { .. }) && options.contains(&raw) {
+            let what = if matches!(node.value, Value::Bool(_)) { "a boolean" } else { "a number" };
             return self.problem(
-                format!("{field} must be the string \"{raw}\", but YAML reads `{raw}` as {}", node.describe()),
-                Some(format!("quote it: `\"{raw}\"`")),
+                format!("{field} must be the string \"{raw}\", but YAML reads `{raw}` as {what}"),
+                Some(format!("quote it: `{}\"{raw}\"`", self.key_prefix())),
             );
         }
         let suggestion = did_you_mean(&text, options.iter().copied());
@@ -568,12 +577,18 @@ fn quote_list(options: &[&str]) -> String {
     options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
 }
 
+/// The first sentence of a description (abbreviations like "e.g." do not end it).
 fn first_sentence(text: &str) -> String {
     let flat = text.replace('\n', " ");
-    match flat.find(". ") {
-        Some(i) => flat[..=i].to_owned(),
-        None => flat,
+    let mut from = 0;
+    while let Some(i) = flat[from..].find(". ").map(|i| i + from) {
+        let word = flat[..i].rsplit(' ').next().unwrap_or_default();
+        if !matches!(word, "e.g" | "i.e" | "etc") {
+            return flat[..=i].to_owned();
+        }
+        from = i + 2;
     }
+    flat
 }
 
 /// A lower-case, dash-separated version of `text`, when that is a valid environment name.

@@ -291,14 +291,17 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
             Ok(ev) => ev,
             Err(err) => {
                 let marker = err.marker();
+                let line = marker.line().max(1) as u64;
+                let hint = match unclosed_bracket(text, line) {
+                    Some((bracket, opened)) => format!("the `{bracket}` opened on line {opened} is not closed"),
+                    None => "check the indentation and quoting here (a `: ` or ` #` inside a value needs quotes)"
+                        .into(),
+                };
                 problems.push(YamlProblem {
-                    pos: Pos { line: marker.line().max(1) as u64, column: marker.col() as u64 + 1 },
+                    pos: Pos { line, column: marker.col() as u64 + 1 },
                     path: Vec::new(),
                     message: format!("YAML syntax error: {}", err.info()),
-                    hint: Some(
-                        "check the indentation and quoting here (a `:` or `#` inside a value needs quotes)"
-                            .into(),
-                    ),
+                    hint: Some(hint),
                 });
                 return Err(problems);
             }
@@ -428,6 +431,33 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
         }
     }
     if problems.is_empty() { Ok(root) } else { Err(problems) }
+}
+
+/// A flow bracket (`[` or `{`) opened before `line` and still open where that line starts, with the
+/// line it was opened on: the usual cause of a syntax error reported further down.
+fn unclosed_bracket(text: &str, line: u64) -> Option<(char, u64)> {
+    let mut open: Vec<(char, u64)> = Vec::new();
+    for (n, src) in text.lines().enumerate().take(line.saturating_sub(1) as usize) {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in src.chars() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '"' | '\'' if prev == ' ' || prev == '[' || prev == '{' || prev == ',' => quote = Some(c),
+                    '#' if prev == ' ' => break,
+                    '[' | '{' => open.push((c, n as u64 + 1)),
+                    ']' | '}' => {
+                        open.pop();
+                    }
+                    _ => {}
+                },
+            }
+            prev = c;
+        }
+    }
+    open.first().copied()
 }
 
 /// The field path of the node being built at the top of `stack`.
