@@ -64,7 +64,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 cfg.environments.len(),
                 plural(cfg.environments.len()),
                 plural(stacks),
-                if warnings > 0 { format!(", {warnings} warning{}", plural(warnings)) } else { String::new() }
+                if warnings > 0 {
+                    format!(", {warnings} warning{}", plural(warnings))
+                } else {
+                    String::new()
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -72,7 +76,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "error: {file} is invalid: {errors} error{}{}",
                 plural(errors),
-                if warnings > 0 { format!(", {warnings} warning{}", plural(warnings)) } else { String::new() }
+                if warnings > 0 {
+                    format!(", {warnings} warning{}", plural(warnings))
+                } else {
+                    String::new()
+                }
             );
             Ok(ExitCode::from(INVALID))
         }

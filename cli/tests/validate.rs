@@ -71,7 +71,10 @@ fn every_invalid_example_exits_1_naming_position_and_field() {
         let out = validate(&["--config", &rel]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{rel}: {err}");
-        assert!(err.contains(&format!("{rel}:{position}: {severity}: ")), "{rel}: no `{rel}:{position}` in\n{err}");
+        assert!(
+            err.contains(&format!("{rel}:{position}: {severity}: ")),
+            "{rel}: no `{rel}:{position}` in\n{err}"
+        );
         if field != "-" {
             // The caret under the offending token is labelled with the field path.
             assert!(err.contains(&format!("^ {field}\n")), "{rel}: field {field} missing in\n{err}");

@@ -93,7 +93,10 @@ fn every_invalid_example_yields_exactly_its_expected_diagnostics() {
         let (_, expected) = parse_expect(&expect_text);
         let report = config::check(&name, &std::fs::read_to_string(&yaml).unwrap());
         assert!(report.config.is_none(), "{name} must be invalid");
-        assert!(report.diagnostics.iter().all(|d| d.file == name && d.hint.is_some()), "{name}: file and hint");
+        assert!(
+            report.diagnostics.iter().all(|d| d.file == name && d.hint.is_some()),
+            "{name}: file and hint"
+        );
         check(&name, &report.diagnostics, &expected);
     }
 }
@@ -104,13 +107,20 @@ fn schema_marks_in_expect_files_agree_with_the_generated_schema() {
     // the JSON Schema alone (YAML read by serde-saphyr, validated by the jsonschema crate).
     let validator = jsonschema::draft202012::new(&config::json_schema()).expect("schema compiles");
     for yaml in invalid_examples() {
-        let (schema_invalid, _) = parse_expect(&std::fs::read_to_string(yaml.with_extension("expect")).unwrap());
+        let (schema_invalid, _) =
+            parse_expect(&std::fs::read_to_string(yaml.with_extension("expect")).unwrap());
         let text = std::fs::read_to_string(&yaml).unwrap();
         let passes = match serde_saphyr::from_str::<serde_json::Value>(&text) {
             Ok(json) => validator.is_valid(&json),
             Err(_) => false,
         };
-        assert_eq!(passes, !schema_invalid, "{}: the schema alone {}", yaml.display(), if passes { "accepts it" } else { "rejects it" });
+        assert_eq!(
+            passes,
+            !schema_invalid,
+            "{}: the schema alone {}",
+            yaml.display(),
+            if passes { "accepts it" } else { "rejects it" }
+        );
     }
 }
 
@@ -144,9 +154,11 @@ fn the_multi_env_example_covers_what_other_parts_render() {
     let cfg = config::load(&repo().join("examples/multi-env/aphex-config.yaml")).expect("valid");
     let names: Vec<&str> = cfg.environments.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["dev", "staging", "prod"]);
-    let accounts: std::collections::BTreeSet<&str> = cfg.environments.iter().map(|e| e.account.as_str()).collect();
+    let accounts: std::collections::BTreeSet<&str> =
+        cfg.environments.iter().map(|e| e.account.as_str()).collect();
     assert_eq!(accounts.len(), 3);
-    let regions: std::collections::BTreeSet<&str> = cfg.environments.iter().map(|e| e.region.as_str()).collect();
+    let regions: std::collections::BTreeSet<&str> =
+        cfg.environments.iter().map(|e| e.region.as_str()).collect();
     assert_eq!(regions.len(), 2);
     let prod = cfg.environment("prod").unwrap();
     assert_eq!(prod.approval, config::Approval::Manual);

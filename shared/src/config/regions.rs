@@ -57,7 +57,11 @@ pub const REGIONS: &[Region] = &[
     Region { name: "us-west-2", partition: "aws", description: "US West (Oregon)" },
     Region { name: "cn-north-1", partition: "aws-cn", description: "China (Beijing)" },
     Region { name: "cn-northwest-1", partition: "aws-cn", description: "China (Ningxia)" },
-    Region { name: "eusc-de-east-1", partition: "aws-eusc", description: "AWS European Sovereign Cloud (Germany)" },
+    Region {
+        name: "eusc-de-east-1",
+        partition: "aws-eusc",
+        description: "AWS European Sovereign Cloud (Germany)",
+    },
     Region { name: "us-iso-east-1", partition: "aws-iso", description: "US ISO East" },
     Region { name: "us-iso-west-1", partition: "aws-iso", description: "US ISO WEST" },
     Region { name: "us-isob-east-1", partition: "aws-iso-b", description: "US ISOB East (Ohio)" },

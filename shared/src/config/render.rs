@@ -24,7 +24,10 @@ pub fn render_human(diagnostics: &[Diagnostic], source: &str) -> String {
                     text.chars().take(col).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
                 let width = caret_width(text, col);
                 let label = if d.path.is_empty() { String::new() } else { format!(" {}", d.path) };
-                out.push_str(&format!("{gutter} |\n{number} | {text}\n{gutter} | {pad}{}{label}\n", "^".repeat(width)));
+                out.push_str(&format!(
+                    "{gutter} |\n{number} | {text}\n{gutter} | {pad}{}{label}\n",
+                    "^".repeat(width)
+                ));
             }
             None if !d.path.is_empty() => out.push_str(&format!("{gutter} = field: {}\n", d.path)),
             None => {}

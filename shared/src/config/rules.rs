@@ -154,7 +154,9 @@ fn check_stacks(i: usize, env_name: &str, env: &Node, out: &mut Vec<Problem>) {
                         pos: dep_node.pos,
                         path,
                         severity: Severity::Error,
-                        message: format!("dependsOn names `{dep}`, which is not a stack of environment `{env_name}`"),
+                        message: format!(
+                            "dependsOn names `{dep}`, which is not a stack of environment `{env_name}`"
+                        ),
                         hint: Some(hint),
                     });
                 }
@@ -290,7 +292,10 @@ fn check_globs(root: &Node, out: &mut Vec<Problem>) {
                     path: path_string(&[key("pipeline"), key(field), Segment::Index(k)]),
                     severity: Severity::Error,
                     message: format!("`{glob}` is not a valid glob: {}", err.kind()),
-                    hint: Some("use `*` within a path segment, `**` across segments, `{a,b}` for alternatives".into()),
+                    hint: Some(
+                        "use `*` within a path segment, `**` across segments, `{a,b}` for alternatives"
+                            .into(),
+                    ),
                 });
             }
         }
@@ -302,14 +307,20 @@ fn check_notifications(root: &Node, out: &mut Vec<Problem>) {
     if !matches!(n.value, super::yaml::Value::Map(_)) {
         return;
     }
-    let has = |k: &str| n.get(k).is_some_and(|v| !v.as_seq().is_empty() || v.as_str().is_some() || v.get("webhookSecret").is_some());
+    let has = |k: &str| {
+        n.get(k).is_some_and(|v| {
+            !v.as_seq().is_empty() || v.as_str().is_some() || v.get("webhookSecret").is_some()
+        })
+    };
     if !has("slack") && !has("email") && !has("snsTopicArn") {
         out.push(Problem {
             pos: n.pos,
             path: "notifications".into(),
             severity: Severity::Warning,
             message: "notifications has no destination, so nobody is notified".into(),
-            hint: Some("add `slack.webhookSecret`, `email` or `snsTopicArn`, or remove `notifications`".into()),
+            hint: Some(
+                "add `slack.webhookSecret`, `email` or `snsTopicArn`, or remove `notifications`".into(),
+            ),
         });
     }
 }

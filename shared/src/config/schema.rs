@@ -261,8 +261,10 @@ impl Ctx<'_> {
             }
             ValidationErrorKind::Type { kind } => vec![self.type_problem(kind)],
             ValidationErrorKind::Enum { options } => {
-                let options: Vec<&str> =
-                    options.as_array().map(|o| o.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+                let options: Vec<&str> = options
+                    .as_array()
+                    .map(|o| o.iter().filter_map(Json::as_str).collect())
+                    .unwrap_or_default();
                 vec![self.choice_problem(&options)]
             }
             ValidationErrorKind::Constant { expected_value } => {
@@ -321,7 +323,13 @@ impl Ctx<'_> {
                         "use letters, digits and `_`, not starting with a digit (e.g. `NODE_ENV`)".to_owned(),
                     )
                 };
-                vec![Problem { pos, path: path_string(&path), severity: Severity::Error, message, hint: Some(hint) }]
+                vec![Problem {
+                    pos,
+                    path: path_string(&path),
+                    severity: Severity::Error,
+                    message,
+                    hint: Some(hint),
+                }]
             }
             ValidationErrorKind::MinItems { limit } => vec![self.min_items_problem(*limit)],
             ValidationErrorKind::MaxItems { limit } => {
@@ -387,7 +395,9 @@ impl Ctx<'_> {
         match &node.value {
             Value::Null => {
                 let hint = match expected.first() {
-                    Some(JsonType::Array) => "write a list (`[a, b]` or one `- item` per line), or remove the key",
+                    Some(JsonType::Array) => {
+                        "write a list (`[a, b]` or one `- item` per line), or remove the key"
+                    }
                     Some(JsonType::Object) => "write the settings indented under the key, or remove the key",
                     _ => "write a value, or remove the key",
                 };
@@ -533,10 +543,9 @@ impl Ctx<'_> {
                 format!("{field} is empty: the environment deploys nothing"),
                 "list at least one stack with its `name`".to_owned(),
             ),
-            "environments[].tests.commands" => (
-                format!("{field} is empty"),
-                "add a test command, or remove `tests`".to_owned(),
-            ),
+            "environments[].tests.commands" => {
+                (format!("{field} is empty"), "add a test command, or remove `tests`".to_owned())
+            }
             _ => (format!("{field} needs at least {limit} entries"), "add an entry".to_owned()),
         };
         self.problem(message, Some(hint))
@@ -557,7 +566,10 @@ impl Ctx<'_> {
                 };
             }
         }
-        self.problem(format!("{} has repeated entries", self.field()), Some("remove the repeated entry".into()))
+        self.problem(
+            format!("{} has repeated entries", self.field()),
+            Some("remove the repeated entry".into()),
+        )
     }
 }
 

@@ -99,18 +99,23 @@ fn environment(name: String) -> impl Strategy<Value = Environment> {
 fn pipeline() -> impl Strategy<Value = PipelineSettings> {
     (
         prop::option::of("[a-z][a-z0-9]{0,8}/[a-z][a-z0-9-]{0,8}"),
-        prop::collection::vec(prop::sample::select(vec!["main", "release/*", "feature/**", "v{1,2}.x"]), 1..3),
+        prop::collection::vec(
+            prop::sample::select(vec!["main", "release/*", "feature/**", "v{1,2}.x"]),
+            1..3,
+        ),
         prop_oneof![Just(Concurrency::Queue), Just(Concurrency::Supersede)],
         1u32..=10080,
         prop::option::of("[a-z][a-z0-9-]{2,20}[a-z0-9]"),
     )
-        .prop_map(|(repository, branches, concurrency, timeout_minutes, artifact_bucket)| PipelineSettings {
-            repository,
-            branches: branches.into_iter().map(str::to_owned).collect(),
-            concurrency,
-            timeout_minutes,
-            artifact_bucket,
-            ..PipelineSettings::default()
+        .prop_map(|(repository, branches, concurrency, timeout_minutes, artifact_bucket)| {
+            PipelineSettings {
+                repository,
+                branches: branches.into_iter().map(str::to_owned).collect(),
+                concurrency,
+                timeout_minutes,
+                artifact_bucket,
+                ..PipelineSettings::default()
+            }
         })
 }
 
@@ -186,7 +191,11 @@ fn inject(cfg: &Config, fault: &Fault, doc: &mut Json) -> (String, String, Strin
             let copy = doc["environments"][0].clone();
             doc["environments"].as_array_mut().unwrap().push(copy);
             let name = &cfg.environments[0].name;
-            (format!("environments[{envs}].name"), format!("duplicate environment name `{name}`"), name.clone())
+            (
+                format!("environments[{envs}].name"),
+                format!("duplicate environment name `{name}`"),
+                name.clone(),
+            )
         }
         Fault::BadAccount(i) => {
             let i = i.index(envs);
@@ -338,10 +347,7 @@ const MINIMAL: &str = "version: \"1.0\"\nbuild:\n  commands: [npm ci]\nenvironme
 
 #[test]
 fn warnings_do_not_make_a_config_invalid() {
-    let text = MINIMAL.replace(
-        "    stacks:",
-        "    role: arn:aws:iam::999999999999:role/deploy\n    stacks:",
-    );
+    let text = MINIMAL.replace("    stacks:", "    role: arn:aws:iam::999999999999:role/deploy\n    stacks:");
     let report = check("w.yaml", &text);
     assert_eq!(report.count(Severity::Warning), 1);
     assert!(report.config.is_some());
@@ -350,10 +356,9 @@ fn warnings_do_not_make_a_config_invalid() {
 
 #[test]
 fn parse_returns_only_errors() {
-    let text = MINIMAL.replace("us-east-1", "us-east-9").replace(
-        "    stacks:",
-        "    role: arn:aws:iam::999999999999:role/deploy\n    stacks:",
-    );
+    let text = MINIMAL
+        .replace("us-east-1", "us-east-9")
+        .replace("    stacks:", "    role: arn:aws:iam::999999999999:role/deploy\n    stacks:");
     let errors = parse("e.yaml", &text).unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].path, "environments[0].region");

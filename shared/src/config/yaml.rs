@@ -35,7 +35,10 @@ pub enum Value {
     Int(i128),
     Float(f64),
     /// A string; `plain` is false when it was quoted or a block scalar.
-    String { text: String, plain: bool },
+    String {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<Entry>),
 }
@@ -141,7 +144,9 @@ impl Node {
             }
             // 30.0 is an integer to JSON Schema; make it one to serde as well.
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(*f as i64),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::String(f.to_string())),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::String(f.to_string()))
+            }
             Value::String { text, .. } => J::String(text.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
@@ -174,7 +179,8 @@ pub fn path_string(path: &[Segment]) -> String {
                 out.push(']');
             }
             Segment::Key(k) => {
-                let simple = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let simple =
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if simple {
                     if !out.is_empty() {
                         out.push('.');
@@ -293,9 +299,13 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                 let marker = err.marker();
                 let line = marker.line().max(1) as u64;
                 let hint = match unclosed_bracket(text, line) {
-                    Some((bracket, opened)) => format!("the `{bracket}` opened on line {opened} is not closed"),
-                    None => "check the indentation and quoting here (a `: ` or ` #` inside a value needs quotes)"
-                        .into(),
+                    Some((bracket, opened)) => {
+                        format!("the `{bracket}` opened on line {opened} is not closed")
+                    }
+                    None => {
+                        "check the indentation and quoting here (a `: ` or ` #` inside a value needs quotes)"
+                            .into()
+                    }
                 };
                 problems.push(YamlProblem {
                     pos: Pos { line, column: marker.col() as u64 + 1 },
@@ -509,7 +519,10 @@ fn merge_and_check(entries: Vec<Entry>, problems: &mut Vec<YamlProblem>, stack: 
                 pos: entry.key_pos,
                 path: with_key(stack, &entry.key),
                 message: format!("duplicate key `{}`", entry.key),
-                hint: Some(format!("`{}` is already set on line {}; keep one of them", entry.key, first.line)),
+                hint: Some(format!(
+                    "`{}` is already set on line {}; keep one of them",
+                    entry.key, first.line
+                )),
             });
             continue;
         }
