@@ -109,5 +109,24 @@ pub fn render_text(file: &str, text: &str, commit: Option<&str>) -> Result<Rende
     render_config(&config, commit)
 }
 
+/// A kube-backed store for the cluster the environment names (`KUBECONFIG`, else `APHEX_CLUSTER` on EKS).
+/// Long-lived processes (Lambdas) should keep a [`crate::cluster::ClusterAccess`] instead and build a
+/// store per call from its cached client.
+pub async fn kube_store_from_env() -> Result<KubeTemplateStore, crate::cluster::ClusterError> {
+    Ok(KubeTemplateStore::new(cluster_access_from_env().await?.client().await?))
+}
+
+/// Cluster access from the environment; AWS configuration is only loaded for EKS.
+pub async fn cluster_access_from_env() -> Result<crate::cluster::ClusterAccess, crate::cluster::ClusterError>
+{
+    use crate::cluster::{ClusterAccess, ClusterTarget};
+    let target = ClusterTarget::from_env()?;
+    let sdk = match target {
+        ClusterTarget::Kubeconfig { .. } => aws_types::SdkConfig::builder().build(),
+        ClusterTarget::Eks { .. } => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    };
+    Ok(ClusterAccess::new(target, sdk))
+}
+
 #[cfg(test)]
 mod tests;
