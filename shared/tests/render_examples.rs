@@ -63,8 +63,12 @@ fn every_example_renders_a_schema_valid_template() {
     for (name, path) in example_configs() {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         // render_text checks the strict schema itself; check again here so the test states it.
-        let r = template::render_text("aphex-config.yaml", &text, Some("0123456789abcdef0123456789abcdef01234567"))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r = template::render_text(
+            "aphex-config.yaml",
+            &text,
+            Some("0123456789abcdef0123456789abcdef01234567"),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let result = argo::validate_workflow_template(&r.document);
         assert!(result.is_ok(), "{name}: {result:?}");
     }
@@ -73,7 +77,10 @@ fn every_example_renders_a_schema_valid_template() {
 #[test]
 fn golden_snapshots_of_every_example() {
     for (name, path) in example_configs() {
-        check_snapshot(&repo().join("shared/tests/golden").join(format!("{name}.yaml")), &rendered_yaml(&path));
+        check_snapshot(
+            &repo().join("shared/tests/golden").join(format!("{name}.yaml")),
+            &rendered_yaml(&path),
+        );
     }
 }
 
@@ -101,11 +108,17 @@ fn static_manifests_are_kubernetes_objects() {
 /// A valid config: 1-6 environments with 1-8 stacks each, dependencies only on earlier-listed stacks
 /// (so acyclic) but listed in shuffled order, random gates and tests.
 fn config_strategy() -> impl Strategy<Value = Config> {
-    let env = (1usize..8, proptest::collection::vec(any::<u64>(), 8), any::<bool>(), any::<bool>(), any::<u64>());
+    let env =
+        (1usize..8, proptest::collection::vec(any::<u64>(), 8), any::<bool>(), any::<bool>(), any::<u64>());
     proptest::collection::vec(env, 1..6).prop_map(|envs| {
-        let mut yaml = String::from("version: \"1.0\"\npipeline: { name: prop }\nbuild: { commands: [make] }\nenvironments:\n");
+        let mut yaml = String::from(
+            "version: \"1.0\"\npipeline: { name: prop }\nbuild: { commands: [make] }\nenvironments:\n",
+        );
         for (i, (n, seeds, gate, tests, shuffle)) in envs.into_iter().enumerate() {
-            yaml.push_str(&format!("  - name: e{i}\n    region: us-east-1\n    account: \"{:012}\"\n", i + 1));
+            yaml.push_str(&format!(
+                "  - name: e{i}\n    region: us-east-1\n    account: \"{:012}\"\n",
+                i + 1
+            ));
             if gate {
                 yaml.push_str("    approval: manual\n");
             }
