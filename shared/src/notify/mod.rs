@@ -40,6 +40,46 @@ pub use sns::SnsTopicPublisher;
 
 use std::fmt;
 
+use serde::Serialize;
+
+/// What the `notify` function did with one event (its invocation result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum Handled {
+    /// Nothing to send.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Everything went out.
+    Delivered {
+        /// The notification's one-line summary.
+        summary: String,
+        /// Each delivery and the attempts it took.
+        delivered: Vec<Delivered>,
+    },
+}
+
+/// The whole job for one EventBridge event: parse, plan, deliver with retries.
+pub async fn handle_event(
+    event: &serde_json::Value,
+    defaults: &Defaults,
+    notifier: &dyn Notifier,
+    policy: RetryPolicy,
+) -> Result<Handled, NotifyError> {
+    let incoming = parse_event(event)?;
+    match plan(&incoming, defaults) {
+        DeliveryPlan::Skip { reason } => {
+            tracing::info!(%reason, "nothing to notify");
+            Ok(Handled::Skipped { reason })
+        }
+        DeliveryPlan::Send { notification, deliveries } => {
+            let report = deliver_all(notifier, &deliveries, policy).await?;
+            Ok(Handled::Delivered { summary: notification.summary(), delivered: report.delivered })
+        }
+    }
+}
+
 /// Why the `notify` Lambda could not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
