@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod deploy;
+
 #[derive(Debug, Parser)]
 #[command(name = "aphex", version, about = "AphexPipeline: self-modifying deployments of AWS CDK apps")]
 struct Cli {
@@ -14,12 +16,17 @@ struct Cli {
 
 // One variant per subcommand; each module owns its `Args` and `run`.
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Synthesize and deploy the CDK stacks of one environment through the CloudFormation API.
+    Deploy(deploy::Args),
+}
 
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Deploy(args) => deploy::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {
