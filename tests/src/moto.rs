@@ -96,7 +96,7 @@ impl Moto {
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
             ("AWS_CONFIG_FILE", "/dev/null".into()),
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-            ("APHEX_AWS_MAX_ATTEMPTS", "1".into()),
+            ("APHEX_AWS_MAX_ATTEMPTS", "3".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -111,7 +111,7 @@ async fn demo_app_deploys_updates_and_skips_unchanged_stacks() {
     let out = aphex(&demo, &env2, &args);
     assert!(out.status.success(), "no-op failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let noop = report(&out);
-    assert_eq!(statuses(&noop), all("unchanged"));
+    assert_eq!(statuses(&noop), all("unchanged"), "{}", String::from_utf8_lossy(&out.stderr));
     let again: Outputs = serde_json::from_str(&std::fs::read_to_string(&outputs_file).unwrap()).unwrap();
     assert_eq!(again, outputs);
     let last = cf.describe_stacks().stack_name("DemoData").send().await.unwrap().stacks.unwrap().remove(0);

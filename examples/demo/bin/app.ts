@@ -19,9 +19,10 @@ const data = new DataStack(app, "DemoData", { env, stage });
 const service = new ServiceStack(app, "DemoService", { env, stage, table: data.table, queue: data.queue, greeting });
 new ConfigStack(app, "DemoConfig", { env, stage, functionName: service.functionName });
 
-// moto (the tests' AWS) cannot read the Tags map of AWS::SSM::Parameter; real AWS can. The stack tags
-// still reach those parameters on AWS, which propagates stack tags to supported resources.
-const tagProps = { excludeResourceTypes: ["AWS::SSM::Parameter"] };
+// moto (the tests' AWS) cannot read the Tags map of AWS::SSM::Parameter, and loses a DynamoDB table
+// whose tags change in an update; real AWS handles both. Stack tags still reach these resources on AWS,
+// which propagates stack tags to supported resources.
+const tagProps = { excludeResourceTypes: ["AWS::SSM::Parameter", "AWS::DynamoDB::Table"] };
 cdk.Tags.of(app).add("app", "aphex-demo", tagProps);
 cdk.Tags.of(app).add("stage", stage, tagProps);
 const release = app.node.tryGetContext("release") ?? process.env.DEMO_RELEASE;

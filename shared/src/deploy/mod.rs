@@ -478,7 +478,8 @@ async fn deploy_stack(ctx: &Ctx, stack: &Stack) -> StackReport {
     }
 }
 
-fn template_parameters(template: &serde_json::Value) -> BTreeMap<String, Option<String>> {
+/// Template parameters: name -> (default, whether it is SSM-typed).
+fn template_parameters(template: &serde_json::Value) -> BTreeMap<String, (Option<String>, bool)> {
     template
         .get("Parameters")
         .and_then(|p| p.as_object())
@@ -489,7 +490,8 @@ fn template_parameters(template: &serde_json::Value) -> BTreeMap<String, Option<
                         serde_json::Value::String(s) => s.clone(),
                         other => other.to_string(),
                     });
-                    (k.clone(), default)
+                    let ssm = v.get("Type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with("AWS::SSM::Parameter::"));
+                    (k.clone(), (default, ssm))
                 })
                 .collect()
         })
@@ -504,17 +506,32 @@ fn unchanged(
     input: &StackInput,
 ) -> bool {
     let Ok(deployed_json) = parse_template(deployed_template) else { return false };
-    if &deployed_json != template || deployed.tags != input.tags {
+    if &deployed_json != template {
+        tracing::debug!(stack = %input.stack_name, "template differs from the deployed one");
+        return false;
+    }
+    if deployed.tags != input.tags {
+        tracing::debug!(stack = %input.stack_name, deployed = ?deployed.tags, wanted = ?input.tags, "tags differ");
         return false;
     }
     // Every parameter must hold the value this deploy would give it (explicit, else the default).
-    template_parameters(template).into_iter().all(|(key, default)| {
+    template_parameters(template).into_iter().all(|(key, (default, ssm))| {
+        // An SSM-typed parameter left at its default (CDK's BootstrapVersion) names a parameter that
+        // CloudFormation resolves itself; some implementations report the resolved value instead of the
+        // name, so only an explicitly passed value is compared.
+        if ssm && !input.parameters.contains_key(&key) {
+            return true;
+        }
         let want = input.parameters.get(&key).cloned().or(default);
-        match (deployed.parameters.get(&key), want) {
-            (Some(have), Some(want)) => *have == want,
+        let same = match (deployed.parameters.get(&key), &want) {
+            (Some(have), Some(want)) => have == want,
             (None, None) => true,
             _ => false,
+        };
+        if !same {
+            tracing::debug!(stack = %input.stack_name, %key, deployed = ?deployed.parameters.get(&key), ?want, "parameter differs");
         }
+        same
     })
 }
 
