@@ -7,6 +7,12 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+/// The `aphex` binary cargo built beside the running test or bench binary (`cargo test --workspace`
+/// builds it).
+pub fn aphex_bin_path() -> PathBuf {
+    aphex_bin()
+}
+
 /// The `aphex` binary cargo built beside the running test (`cargo test --workspace` builds it).
 pub fn aphex_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

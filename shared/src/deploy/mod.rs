@@ -1020,3 +1020,6 @@ pub fn summarize_changes(changes: &[ResourceChange]) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;
