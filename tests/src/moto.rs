@@ -50,10 +50,8 @@ impl Moto {
         let started = Instant::now();
         let url = format!("http://127.0.0.1:{port}/moto-api/");
         loop {
-            if let Ok(resp) = ureq_get(&url) {
-                if resp {
-                    break;
-                }
+            if ureq_get(&url).unwrap_or(false) {
+                break;
             }
             assert!(started.elapsed() < Duration::from_secs(30), "moto did not answer on {url} within 30 s");
             std::thread::sleep(Duration::from_millis(50));

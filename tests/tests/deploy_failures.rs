@@ -17,10 +17,15 @@ fn setup(stacks: &[GenStack], config_stacks: &[&str]) -> tempfile::TempDir {
 }
 
 fn run(moto: &Moto, dir: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec!["deploy", "--env", "dev", "--assembly", "cdk.out", "--method", "direct", "--concurrency", "1"];
+    let mut args =
+        vec!["deploy", "--env", "dev", "--assembly", "cdk.out", "--method", "direct", "--concurrency", "1"];
     args.extend_from_slice(extra);
     let out = aphex(dir, &moto.env(), &args);
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -29,7 +34,8 @@ async fn failed_resource_stops_dependents_and_names_the_stack() {
     moto.bootstrap(ACCOUNT, REGION).await;
     let mut broken = GenStack::parameter("Broken", &["Base"], "b");
     // moto rejects it as AWS does: a FIFO queue's name must end in .fifo.
-    broken.resources = json!({"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "jobs", "FifoQueue": true}}});
+    broken.resources =
+        json!({"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "jobs", "FifoQueue": true}}});
     let stacks = [
         GenStack::parameter("Base", &[], "base"),
         broken,
@@ -39,8 +45,14 @@ async fn failed_resource_stops_dependents_and_names_the_stack() {
     let tmp = setup(&stacks, &["Base", "Broken", "AfterBroken", "Independent"]);
     let (ok, stdout, stderr) = run(&moto, tmp.path(), &["--json", "--outputs", "out.json"]);
     assert!(!ok, "{stderr}");
-    assert!(stderr.contains("error: stack Broken failed") && stderr.contains("Queue name must end in .fifo"), "{stderr}");
-    assert!(stderr.contains("stack AfterBroken not started: it depends on Broken, which did not deploy"), "{stderr}");
+    assert!(
+        stderr.contains("error: stack Broken failed") && stderr.contains("Queue name must end in .fifo"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stack AfterBroken not started: it depends on Broken, which did not deploy"),
+        "{stderr}"
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let status = |name: &str| {
         report["stacks"].as_array().unwrap().iter().find(|s| s["stackName"] == name).unwrap()["outcome"]["status"]
@@ -52,7 +64,8 @@ async fn failed_resource_stops_dependents_and_names_the_stack() {
     assert_eq!(status("Broken"), "failed");
     assert_eq!(status("AfterBroken"), "notStarted");
     // Outputs of what did deploy are still written.
-    let outputs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("out.json")).unwrap()).unwrap();
+    let outputs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("out.json")).unwrap()).unwrap();
     assert_eq!(outputs["Base"]["Value"], "base");
     assert!(outputs.get("AfterBroken").is_none());
 }
@@ -60,11 +73,15 @@ async fn failed_resource_stops_dependents_and_names_the_stack() {
 #[test]
 fn missing_stack_lists_the_available_ones() {
     let moto = Moto::start();
-    let tmp = setup(&[GenStack::parameter("Alpha", &[], "a"), GenStack::parameter("Beta", &[], "b")], &["Alpha", "Gamma"]);
+    let tmp = setup(
+        &[GenStack::parameter("Alpha", &[], "a"), GenStack::parameter("Beta", &[], "b")],
+        &["Alpha", "Gamma"],
+    );
     let (ok, _, stderr) = run(&moto, tmp.path(), &[]);
     assert!(!ok);
     assert!(
-        stderr.contains("stack \"Gamma\" (environment dev) is not in the cloud assembly; it has: Alpha, Beta"),
+        stderr
+            .contains("stack \"Gamma\" (environment dev) is not in the cloud assembly; it has: Alpha, Beta"),
         "{stderr}"
     );
 }
@@ -88,9 +105,22 @@ fn docker_image_asset_is_a_clear_error() {
     let out = aphex(
         tmp.path(),
         &moto.env(),
-        &["deploy", "--env", "dev", "--assembly", fixture.to_str().unwrap(), "--method", "direct", "--outputs", "o.json"],
+        &[
+            "deploy",
+            "--env",
+            "dev",
+            "--assembly",
+            fixture.to_str().unwrap(),
+            "--method",
+            "direct",
+            "--outputs",
+            "o.json",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("docker image asset \"Image\"") && stderr.contains("not supported yet"), "{stderr}");
+    assert!(
+        stderr.contains("docker image asset \"Image\"") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
 }

@@ -229,13 +229,16 @@ pub fn write_outputs(
     std::fs::write(path, text + "\n").map_err(|source| DeployError::Outputs { path: path.to_owned(), source })
 }
 
+/// (role, region, SSM parameter) of a bootstrap check.
+type BootstrapKey = (Option<String>, String, String);
+
 /// Shared state of one environment deploy.
 struct Ctx {
     cloud: Arc<dyn Cloud>,
     env: Environment,
     options: DeployOptions,
     /// Bootstrap checks done, by (role, region, parameter): the version found.
-    bootstrap: Mutex<HashMap<(Option<String>, String, String), Result<u32, String>>>,
+    bootstrap: Mutex<HashMap<BootstrapKey, Result<u32, String>>>,
     started: Instant,
 }
 
@@ -371,10 +374,10 @@ fn failed_report(
     }
 }
 
-/// A failure inside one stack's deploy.
+/// A failure inside one stack's deploy (boxed parts keep `Result`s small).
 struct StackFailure {
     message: String,
-    resource: Option<FailedResource>,
+    resource: Option<Box<FailedResource>>,
     final_status: Option<String>,
 }
 
@@ -473,7 +476,7 @@ async fn deploy_stack(ctx: &Ctx, stack: &Stack) -> StackReport {
             } else {
                 format!("stack {} failed: {}", stack.display_name, f.message)
             };
-            failed_report(stack, message, f.resource, f.final_status, started, waited)
+            failed_report(stack, message, f.resource.map(|r| *r), f.final_status, started, waited)
         }
     }
 }
@@ -490,7 +493,10 @@ fn template_parameters(template: &serde_json::Value) -> BTreeMap<String, (Option
                         serde_json::Value::String(s) => s.clone(),
                         other => other.to_string(),
                     });
-                    let ssm = v.get("Type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with("AWS::SSM::Parameter::"));
+                    let ssm = v
+                        .get("Type")
+                        .and_then(|t| t.as_str())
+                        .is_some_and(|t| t.starts_with("AWS::SSM::Parameter::"));
                     (k.clone(), (default, ssm))
                 })
                 .collect()
@@ -954,11 +960,13 @@ fn stack_failure(stack: &Stack, d: &DeployedStack, events: &[StackEvent]) -> Sta
         .find(|e| e.resource_type != "AWS::CloudFormation::Stack" || e.logical_id != stack.stack_name)
         .or_else(|| failed.first())
         .copied();
-    let resource = first.map(|e| FailedResource {
-        logical_id: e.logical_id.clone(),
-        resource_type: e.resource_type.clone(),
-        status: e.status.clone(),
-        reason: e.reason.clone().unwrap_or_default(),
+    let resource = first.map(|e| {
+        Box::new(FailedResource {
+            logical_id: e.logical_id.clone(),
+            resource_type: e.resource_type.clone(),
+            status: e.status.clone(),
+            reason: e.reason.clone().unwrap_or_default(),
+        })
     });
     let rolled_back = if d.status.contains("ROLLBACK") {
         let mut undone: Vec<String> = events
@@ -983,7 +991,7 @@ fn stack_failure(stack: &Stack, d: &DeployedStack, events: &[StackEvent]) -> Sta
     };
     let what = match &resource {
         Some(r) => format!("resource {} ({}) {}: {}", r.logical_id, r.resource_type, r.status, r.reason),
-        None => format!("{}", d.status_reason.clone().unwrap_or_else(|| d.status.clone())),
+        None => d.status_reason.clone().unwrap_or_else(|| d.status.clone()),
     };
     StackFailure {
         message: format!("stack {} failed: {what}{rolled_back}", stack.display_name),

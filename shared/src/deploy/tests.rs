@@ -59,16 +59,34 @@ impl State {
         let template: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let name = input.stack_name.clone();
         let op = if create { "CREATE" } else { "UPDATE" };
-        event(self, &name, &name, "AWS::CloudFormation::Stack", &format!("{op}_IN_PROGRESS"), Some("User Initiated"));
+        event(
+            self,
+            &name,
+            &name,
+            "AWS::CloudFormation::Stack",
+            &format!("{op}_IN_PROGRESS"),
+            Some("User Initiated"),
+        );
         let resources: Vec<(String, String)> = template["Resources"]
             .as_object()
-            .map(|r| r.iter().map(|(k, v)| (k.clone(), v["Type"].as_str().unwrap_or_default().to_owned())).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|(k, v)| (k.clone(), v["Type"].as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut done = Vec::new();
         let mut failed = false;
         for (logical, rtype) in &resources {
             if self.failing.contains(logical) {
-                event(self, &name, logical, rtype, &format!("{op}_FAILED"), Some("Resource handler returned message: \"Invalid request\""));
+                event(
+                    self,
+                    &name,
+                    logical,
+                    rtype,
+                    &format!("{op}_FAILED"),
+                    Some("Resource handler returned message: \"Invalid request\""),
+                );
                 failed = true;
                 break;
             }
@@ -76,7 +94,14 @@ impl State {
             done.push((logical.clone(), rtype.clone()));
         }
         let status = if failed {
-            event(self, &name, &name, "AWS::CloudFormation::Stack", if create { "ROLLBACK_IN_PROGRESS" } else { "UPDATE_ROLLBACK_IN_PROGRESS" }, None);
+            event(
+                self,
+                &name,
+                &name,
+                "AWS::CloudFormation::Stack",
+                if create { "ROLLBACK_IN_PROGRESS" } else { "UPDATE_ROLLBACK_IN_PROGRESS" },
+                None,
+            );
             for (logical, rtype) in &done {
                 event(self, &name, logical, rtype, "DELETE_COMPLETE", None);
             }
@@ -92,12 +117,18 @@ impl State {
         } else {
             template["Outputs"]
                 .as_object()
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned())).collect())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let mut parameters: BTreeMap<String, String> = template["Parameters"]
             .as_object()
-            .map(|p| p.iter().filter_map(|(k, v)| Some((k.clone(), v["Default"].as_str()?.to_owned()))).collect())
+            .map(|p| {
+                p.iter().filter_map(|(k, v)| Some((k.clone(), v["Default"].as_str()?.to_owned()))).collect()
+            })
             .unwrap_or_default();
         parameters.extend(input.parameters.clone());
         let stack = DeployedStack {
@@ -118,7 +149,11 @@ impl State {
 impl StackDeployer for Fake {
     async fn describe_stack(&self, name: &str) -> Result<Option<DeployedStack>, CloudError> {
         let s = self.0.lock().unwrap();
-        Ok(s.stacks.values().find(|(d, _)| d.stack_id == name).or_else(|| s.stacks.get(name)).map(|(d, _)| d.clone()))
+        Ok(s.stacks
+            .values()
+            .find(|(d, _)| d.stack_id == name)
+            .or_else(|| s.stacks.get(name))
+            .map(|(d, _)| d.clone()))
     }
     async fn template_body(&self, name: &str) -> Result<String, CloudError> {
         Ok(self.0.lock().unwrap().stacks[name].1.clone())
@@ -142,11 +177,21 @@ impl StackDeployer for Fake {
     async fn delete_stack(&self, name: &str) -> Result<(), CloudError> {
         let mut s = self.0.lock().unwrap();
         s.writes.push(format!("DeleteStack {name}"));
-        let key = s.stacks.iter().find(|(_, (d, _))| d.stack_id == name).map(|(k, _)| k.clone()).unwrap_or(name.into());
+        let key = s
+            .stacks
+            .iter()
+            .find(|(_, (d, _))| d.stack_id == name)
+            .map(|(k, _)| k.clone())
+            .unwrap_or(name.into());
         s.stacks.remove(&key);
         Ok(())
     }
-    async fn create_change_set(&self, input: &StackInput, name: &str, kind: ChangeSetKind) -> Result<String, CloudError> {
+    async fn create_change_set(
+        &self,
+        input: &StackInput,
+        name: &str,
+        kind: ChangeSetKind,
+    ) -> Result<String, CloudError> {
         let mut s = self.0.lock().unwrap();
         s.writes.push(format!("CreateChangeSet {}", input.stack_name));
         let arn = format!("arn:changeSet/{name}");
@@ -156,8 +201,13 @@ impl StackDeployer for Fake {
     async fn describe_change_set(&self, arn: &str) -> Result<ChangeSetInfo, CloudError> {
         let s = self.0.lock().unwrap();
         let (input, _) = &s.change_sets[arn];
-        let template: serde_json::Value = serde_json::from_str(input.template_body.as_deref().unwrap_or("{}")).unwrap_or_default();
-        let old: serde_json::Value = s.stacks.get(&input.stack_name).map(|(_, b)| serde_json::from_str(b).unwrap_or_default()).unwrap_or_default();
+        let template: serde_json::Value =
+            serde_json::from_str(input.template_body.as_deref().unwrap_or("{}")).unwrap_or_default();
+        let old: serde_json::Value = s
+            .stacks
+            .get(&input.stack_name)
+            .map(|(_, b)| serde_json::from_str(b).unwrap_or_default())
+            .unwrap_or_default();
         let mut changes = Vec::new();
         for (k, v) in template["Resources"].as_object().into_iter().flatten() {
             let action = match old["Resources"].get(k) {
@@ -165,7 +215,12 @@ impl StackDeployer for Fake {
                 Some(o) if o != v => "Modify",
                 Some(_) => continue,
             };
-            changes.push(ResourceChange { action: action.into(), logical_id: k.clone(), resource_type: v["Type"].as_str().unwrap_or_default().into(), replacement: "False".into() });
+            changes.push(ResourceChange {
+                action: action.into(),
+                logical_id: k.clone(),
+                resource_type: v["Type"].as_str().unwrap_or_default().into(),
+                replacement: "False".into(),
+            });
         }
         if changes.is_empty() {
             return Ok(ChangeSetInfo { status: "FAILED".into(), status_reason: Some("The submitted information didn't contain changes. Submit different information to create a change set.".into()), changes });
@@ -211,13 +266,26 @@ impl AssetStore for Fake {
 
 #[async_trait]
 impl Cloud for Fake {
-    async fn deployer(&self, _role: Option<&str>, _region: &str) -> Result<Arc<dyn StackDeployer>, CloudError> {
+    async fn deployer(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+    ) -> Result<Arc<dyn StackDeployer>, CloudError> {
         Ok(Arc::new(self.clone()))
     }
-    async fn asset_store(&self, _role: Option<&str>, _region: &str) -> Result<Arc<dyn AssetStore>, CloudError> {
+    async fn asset_store(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+    ) -> Result<Arc<dyn AssetStore>, CloudError> {
         Ok(Arc::new(self.clone()))
     }
-    async fn ssm_parameter(&self, _role: Option<&str>, _region: &str, name: &str) -> Result<Option<String>, CloudError> {
+    async fn ssm_parameter(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+        name: &str,
+    ) -> Result<Option<String>, CloudError> {
         Ok(self.0.lock().unwrap().ssm.get(name).cloned())
     }
     fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
@@ -237,8 +305,10 @@ fn env() -> Environment {
 
 /// A stack whose template has one resource per `resources` entry and an output `Out` = `value`.
 fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str) -> Stack {
-    let res: serde_json::Map<String, serde_json::Value> =
-        resources.iter().map(|r| (r.to_string(), json!({"Type": "AWS::SQS::Queue", "Properties": {"V": value}}))).collect();
+    let res: serde_json::Map<String, serde_json::Value> = resources
+        .iter()
+        .map(|r| (r.to_string(), json!({"Type": "AWS::SQS::Queue", "Properties": {"V": value}})))
+        .collect();
     let template = json!({"Resources": res, "Outputs": {"Out": {"Value": value}},
         "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version"}}});
     let path = dir.join(format!("{name}.template.json"));
@@ -280,13 +350,23 @@ fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str)
 
 fn plan_of(stacks: Vec<Stack>) -> Vec<PlannedStack> {
     let asm = CloudAssembly { dir: Default::default(), version: "55.0.0".into(), stacks };
-    let refs: Vec<crate::config::StackRef> =
-        asm.stacks.iter().map(|s| crate::config::StackRef { name: s.stack_name.clone(), path: None, depends_on: vec![] }).collect();
+    let refs: Vec<crate::config::StackRef> = asm
+        .stacks
+        .iter()
+        .map(|s| crate::config::StackRef { name: s.stack_name.clone(), path: None, depends_on: vec![] })
+        .collect();
     select::plan(&asm, "dev", &refs, &[]).unwrap()
 }
 
 fn options(method: Method) -> DeployOptions {
-    DeployOptions { method, progress: false, poll_min: Duration::from_millis(1), poll_max: Duration::from_millis(5), run_id: "r1".into(), ..Default::default() }
+    DeployOptions {
+        method,
+        progress: false,
+        poll_min: Duration::from_millis(1),
+        poll_max: Duration::from_millis(5),
+        run_id: "r1".into(),
+        ..Default::default()
+    }
 }
 
 fn outcomes(r: &DeployReport) -> Vec<(&str, &StackOutcome)> {
@@ -298,8 +378,10 @@ async fn deploys_in_order_then_skips_unchanged_without_any_write() {
     for method in [Method::Direct, Method::ChangeSet] {
         let tmp = tempfile::tempdir().unwrap();
         let fake = Fake::bootstrapped();
-        let stacks = vec![stack(tmp.path(), "B", &["A"], &["Q"], "b1"), stack(tmp.path(), "A", &[], &["Q"], "a1")];
-        let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks.clone()), &options(method)).await;
+        let stacks =
+            vec![stack(tmp.path(), "B", &["A"], &["Q"], "b1"), stack(tmp.path(), "A", &[], &["Q"], "a1")];
+        let report =
+            deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks.clone()), &options(method)).await;
         assert!(report.success(), "{:?}", report.failures());
         assert_eq!(outcomes(&report), [("A", &StackOutcome::Deployed), ("B", &StackOutcome::Deployed)]);
         assert_eq!(report.outputs["A"]["Out"], "a1");
@@ -314,7 +396,12 @@ async fn deploys_in_order_then_skips_unchanged_without_any_write() {
         let again = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks), &options(method)).await;
         assert_eq!(outcomes(&again), [("A", &StackOutcome::Unchanged), ("B", &StackOutcome::Unchanged)]);
         assert_eq!(again.outputs["B"]["Out"], "b1");
-        assert_eq!(fake.writes().len(), before, "a no-op deploy writes nothing: {:?}", &fake.writes()[before..]);
+        assert_eq!(
+            fake.writes().len(),
+            before,
+            "a no-op deploy writes nothing: {:?}",
+            &fake.writes()[before..]
+        );
     }
 }
 
@@ -329,19 +416,27 @@ async fn failed_resource_is_named_and_dependents_do_not_start() {
     ];
     let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks), &options(Method::Direct)).await;
     assert!(!report.success());
-    let StackOutcome::Failed { message, resource, final_status } = &report.stacks[0].outcome else { panic!("{report:?}") };
+    let StackOutcome::Failed { message, resource, final_status } = &report.stacks[0].outcome else {
+        panic!("{report:?}")
+    };
     assert_eq!(
         message,
         "stack A failed: resource BadQueue (AWS::SQS::Queue) CREATE_FAILED: Resource handler returned message: \"Invalid request\"; the stack rolled back (ROLLBACK_COMPLETE), undoing GoodQueue"
     );
     assert_eq!(resource.as_ref().unwrap().logical_id, "BadQueue");
     assert_eq!(final_status.as_deref(), Some("ROLLBACK_COMPLETE"));
-    assert_eq!(report.stacks[1].outcome, StackOutcome::NotStarted { reason: "it depends on A, which did not deploy".into() });
+    assert_eq!(
+        report.stacks[1].outcome,
+        StackOutcome::NotStarted { reason: "it depends on A, which did not deploy".into() }
+    );
     assert!(!fake.writes().iter().any(|w| w.ends_with(" B")));
 
     // Next run: A sits in ROLLBACK_COMPLETE, so it is deleted and created again.
     fake.0.lock().unwrap().failing.clear();
-    let stacks = vec![stack(tmp.path(), "A", &[], &["GoodQueue", "BadQueue"], "a"), stack(tmp.path(), "B", &["A"], &["Q"], "b")];
+    let stacks = vec![
+        stack(tmp.path(), "A", &[], &["GoodQueue", "BadQueue"], "a"),
+        stack(tmp.path(), "B", &["A"], &["Q"], "b"),
+    ];
     let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks), &options(Method::Direct)).await;
     assert!(report.success(), "{:?}", report.failures());
     let writes = fake.writes();
@@ -353,14 +448,26 @@ async fn failed_resource_is_named_and_dependents_do_not_start() {
 async fn bootstrap_is_checked_with_the_exact_command() {
     let tmp = tempfile::tempdir().unwrap();
     for (ssm, expect) in [
-        (None, "aws://111111111111/us-east-1 is not bootstrapped for stack A (SSM parameter /cdk-bootstrap/hnb659fds/version does not exist); run `cdk bootstrap aws://111111111111/us-east-1`"),
-        (Some("5"), "stack A needs bootstrap version 6 or newer in aws://111111111111/us-east-1, but /cdk-bootstrap/hnb659fds/version says 5; run `cdk bootstrap aws://111111111111/us-east-1` to upgrade it"),
+        (
+            None,
+            "aws://111111111111/us-east-1 is not bootstrapped for stack A (SSM parameter /cdk-bootstrap/hnb659fds/version does not exist); run `cdk bootstrap aws://111111111111/us-east-1`",
+        ),
+        (
+            Some("5"),
+            "stack A needs bootstrap version 6 or newer in aws://111111111111/us-east-1, but /cdk-bootstrap/hnb659fds/version says 5; run `cdk bootstrap aws://111111111111/us-east-1` to upgrade it",
+        ),
     ] {
         let fake = Fake::default();
         if let Some(v) = ssm {
             fake.0.lock().unwrap().ssm.insert("/cdk-bootstrap/hnb659fds/version".into(), v.into());
         }
-        let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]), &options(Method::Direct)).await;
+        let report = deploy_plan(
+            Arc::new(fake.clone()),
+            &env(),
+            plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]),
+            &options(Method::Direct),
+        )
+        .await;
         assert_eq!(report.failures(), [expect]);
         assert!(fake.writes().is_empty());
     }
@@ -370,11 +477,26 @@ async fn bootstrap_is_checked_with_the_exact_command() {
 async fn dry_run_describes_changes_and_executes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let fake = Fake::bootstrapped();
-    deploy_plan(Arc::new(fake.clone()), &env(), plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]), &options(Method::Direct)).await;
+    deploy_plan(
+        Arc::new(fake.clone()),
+        &env(),
+        plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]),
+        &options(Method::Direct),
+    )
+    .await;
     let dry = DeployOptions { dry_run: true, ..options(Method::ChangeSet) };
-    let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(vec![stack(tmp.path(), "A", &[], &["Q", "Role"], "a2")]), &dry).await;
+    let report = deploy_plan(
+        Arc::new(fake.clone()),
+        &env(),
+        plan_of(vec![stack(tmp.path(), "A", &[], &["Q", "Role"], "a2")]),
+        &dry,
+    )
+    .await;
     let StackOutcome::Planned { changes } = &report.stacks[0].outcome else { panic!("{report:?}") };
-    assert_eq!(summarize_changes(changes).lines().next().unwrap(), "1 to add, 1 to modify, 0 to replace, 0 to delete");
+    assert_eq!(
+        summarize_changes(changes).lines().next().unwrap(),
+        "1 to add, 1 to modify, 0 to replace, 0 to delete"
+    );
     assert!(!fake.writes().contains(&"ExecuteChangeSet".to_owned()));
     assert_eq!(fake.0.lock().unwrap().stacks["A"].0.outputs["Out"], "a");
 }
@@ -391,7 +513,10 @@ fn environment_mismatch_and_placeholders() {
     e.role = Some("arn:aws:iam::111111111111:role/custom".into());
     s.environment = "aws://111111111111/unknown-region".into();
     let t = resolve_target(&e, &s).ok().unwrap();
-    assert_eq!((t.deploy_role.as_deref(), t.exec_role), (Some("arn:aws:iam::111111111111:role/custom"), None));
+    assert_eq!(
+        (t.deploy_role.as_deref(), t.exec_role),
+        (Some("arn:aws:iam::111111111111:role/custom"), None)
+    );
 }
 
 #[test]
@@ -433,7 +558,12 @@ mod sdk {
         async fn asset_store(&self, _r: Option<&str>, _g: &str) -> Result<Arc<dyn AssetStore>, CloudError> {
             Ok(Arc::new(self.fake.clone()))
         }
-        async fn ssm_parameter(&self, _r: Option<&str>, _g: &str, _n: &str) -> Result<Option<String>, CloudError> {
+        async fn ssm_parameter(
+            &self,
+            _r: Option<&str>,
+            _g: &str,
+            _n: &str,
+        ) -> Result<Option<String>, CloudError> {
             Ok(Some("30".into()))
         }
         fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
@@ -451,17 +581,29 @@ mod sdk {
                         .stack_name("A")
                         .stack_id("arn:stack/A/1")
                         .stack_status(StackStatus::UpdateComplete)
-                        .outputs(aws_sdk_cloudformation::types::Output::builder().output_key("Out").output_value("old").build())
+                        .outputs(
+                            aws_sdk_cloudformation::types::Output::builder()
+                                .output_key("Out")
+                                .output_value("old")
+                                .build(),
+                        )
                         .build(),
                 )
                 .build()
         });
-        let template = mock!(Client::get_template).then_output(|| GetTemplateOutput::builder().template_body("{\"Resources\":{}}").build());
+        let template = mock!(Client::get_template)
+            .then_output(|| GetTemplateOutput::builder().template_body("{\"Resources\":{}}").build());
         let create = mock!(Client::create_change_set)
             .sequence()
-            .error(|| CreateChangeSetError::generic(ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build()))
+            .error(|| {
+                CreateChangeSetError::generic(
+                    ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build(),
+                )
+            })
             .times(2)
-            .output(|| CreateChangeSetOutput::builder().id("arn:changeSet/x").stack_id("arn:stack/A/1").build())
+            .output(|| {
+                CreateChangeSetOutput::builder().id("arn:changeSet/x").stack_id("arn:stack/A/1").build()
+            })
             .build();
         let describe_cs = mock!(Client::describe_change_set).then_output(|| {
             DescribeChangeSetOutput::builder()
@@ -469,7 +611,8 @@ mod sdk {
                 .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
                 .build()
         });
-        let delete_cs = mock!(Client::delete_change_set).then_output(|| DeleteChangeSetOutput::builder().build());
+        let delete_cs =
+            mock!(Client::delete_change_set).then_output(|| DeleteChangeSetOutput::builder().build());
         let client = mock_client!(
             aws_sdk_cloudformation,
             RuleMode::MatchAny,
@@ -480,8 +623,15 @@ mod sdk {
                     .with_initial_backoff(Duration::from_millis(1))
             )
         );
-        let cloud = MockCloud { cf: Arc::new(cloud::SdkStackDeployer { client }), fake: Fake::bootstrapped() };
-        let report = deploy_plan(Arc::new(cloud), &env(), plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]), &options(Method::ChangeSet)).await;
+        let cloud =
+            MockCloud { cf: Arc::new(cloud::SdkStackDeployer { client }), fake: Fake::bootstrapped() };
+        let report = deploy_plan(
+            Arc::new(cloud),
+            &env(),
+            plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]),
+            &options(Method::ChangeSet),
+        )
+        .await;
         assert!(report.success(), "{:?}", report.failures());
         assert_eq!(report.stacks[0].outcome, StackOutcome::NoChanges);
         assert_eq!(report.outputs["A"]["Out"], "old");

@@ -35,7 +35,11 @@ fn run(cmd: &mut Command, what: &str) -> Duration {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let took = started.elapsed();
     if !out.status.success() {
-        eprintln!("{what} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "{what} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::process::exit(1);
     }
     took
@@ -67,7 +71,14 @@ fn cdk(moto: &Moto, dir: &Path, assembly: &Path, cdk_bin: &Path) -> Command {
         .env("CDK_DISABLE_CLI_TELEMETRY", "true")
         .env("CDK_DISABLE_VERSION_CHECK", "true")
         .args(["deploy", "--app", assembly.to_str().unwrap_or_default(), "--all", "--method=direct"])
-        .args(["--previous-parameters=false", "--require-approval", "never", "--concurrency", "4", "--no-notices"])
+        .args([
+            "--previous-parameters=false",
+            "--require-approval",
+            "never",
+            "--concurrency",
+            "4",
+            "--no-notices",
+        ])
         .args(["--progress", "events"]);
     c
 }
@@ -100,7 +111,10 @@ async fn main() {
         rows[i].2 = run(&mut cdk(&moto, dir, assembly, &cdk_bin), "cdk deploy");
     }
 
-    println!("20 stacks, DAG {LEVELS} deep, concurrency 4, --method direct, one moto server (aphex debug build: {})", aphex_bin_path().display());
+    println!(
+        "20 stacks, DAG {LEVELS} deep, concurrency 4, --method direct, one moto server (aphex debug build: {})",
+        aphex_bin_path().display()
+    );
     println!("{:<8} {:>12} {:>12} {:>14}", "phase", "aphex", "cdk", "aphex/cdk");
     for (phase, a, c) in rows {
         println!(
