@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use indexmap::IndexMap;
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -264,6 +265,38 @@ pub async fn deploy_plan(
     let mut set = tokio::task::JoinSet::new();
     let concurrency = options.concurrency.max(1);
     let plan = Arc::new(plan);
+
+    // Whether a stack is unchanged does not depend on its dependencies (its template is fixed text),
+    // so all stacks are checked at once up front: a no-op deploy costs one round of reads.
+    if !options.dry_run {
+        let checks = plan.iter().enumerate().map(|(i, p)| {
+            let ctx = ctx.clone();
+            let stack = p.stack.clone();
+            async move {
+                let started = Instant::now();
+                (i, unchanged_outputs(&ctx, &stack).await.ok().flatten(), started)
+            }
+        });
+        let found: Vec<_> = futures::stream::iter(checks).buffer_unordered(16).collect().await;
+        for (i, outputs, started) in found {
+            if let Some(outputs) = outputs {
+                let stack = &plan[i].stack;
+                progress(
+                    &ctx,
+                    stack,
+                    &format!("unchanged (skipped) in {:.2}s", started.elapsed().as_secs_f64()),
+                );
+                reports[i] = Some(StackReport {
+                    stack_name: stack.stack_name.clone(),
+                    display_name: stack.display_name.clone(),
+                    outcome: StackOutcome::Unchanged,
+                    duration_ms: started.elapsed().as_millis(),
+                    aws_wait_ms: 0,
+                    outputs,
+                });
+            }
+        }
+    }
 
     loop {
         // Mark stacks whose dependencies failed, then start what is ready, in plan order.
@@ -547,6 +580,35 @@ fn parse_template(text: &str) -> Result<serde_json::Value, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The deployed outputs when the stack is deployed, stable, and has this template, parameters, tags and
+/// termination protection; None when it needs a deploy.
+async fn unchanged_outputs(
+    ctx: &Ctx,
+    stack: &Stack,
+) -> Result<Option<BTreeMap<String, String>>, StackFailure> {
+    if !stack.docker_assets.is_empty() {
+        return Ok(None);
+    }
+    let target = resolve_target(&ctx.env, stack)?;
+    let cf = ctx.cloud.deployer(target.deploy_role.as_deref(), &target.region).await?;
+    let Some(d) = cf.describe_stack(&stack.stack_name).await? else { return Ok(None) };
+    if !STABLE_OK.contains(&d.status.as_str())
+        || d.termination_protection != stack.properties.termination_protection.unwrap_or(false)
+    {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&stack.template_path).map_err(|e| fail(e.to_string()))?;
+    let template: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let input = StackInput {
+        stack_name: stack.stack_name.clone(),
+        parameters: stack.properties.parameters.clone(),
+        tags: stack.properties.tags.clone(),
+        ..Default::default()
+    };
+    let body = cf.template_body(&stack.stack_name).await?;
+    Ok(unchanged(&d, &body, &template, &input).then_some(d.outputs))
+}
+
 const STABLE_OK: [&str; 4] =
     ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"];
 
@@ -633,12 +695,13 @@ async fn deploy_stack_inner(
         }
     }
 
-    publish_assets(ctx, stack, &target).await?;
-
-    if template_text.len() > MAX_TEMPLATE_BODY
+    let template_by_url = template_text.len() > MAX_TEMPLATE_BODY
         || ctx.options.method == Method::ChangeSet
-            && stack.properties.stack_template_asset_object_url.is_some()
-    {
+            && stack.properties.stack_template_asset_object_url.is_some();
+    // The stack's own template is only needed in S3 when CloudFormation reads it from there.
+    publish_assets(ctx, stack, &target, template_by_url).await?;
+
+    if template_by_url {
         match stack
             .properties
             .stack_template_asset_object_url
@@ -787,9 +850,17 @@ async fn check_bootstrap(
     }
 }
 
-async fn publish_assets(ctx: &Ctx, stack: &Stack, target: &Target) -> Result<(), StackFailure> {
+async fn publish_assets(
+    ctx: &Ctx,
+    stack: &Stack,
+    target: &Target,
+    with_template: bool,
+) -> Result<(), StackFailure> {
     let mut jobs = Vec::new();
     for asset in &stack.file_assets {
+        if !with_template && asset.path == stack.template_path {
+            continue;
+        }
         if asset.path.as_os_str().is_empty() {
             return Err(fail(format!(
                 "file asset {:?} of stack {} is built by a command, which aphex does not run yet",
