@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod graph;
+mod plan;
+mod render;
+mod template;
 mod validate;
 
 #[derive(Debug, Parser)]
@@ -19,6 +23,14 @@ struct Cli {
 enum Command {
     /// Check an aphex-config.yaml and report every problem with its line, column and field.
     Validate(validate::Args),
+    /// Print the Argo WorkflowTemplate the config produces.
+    Render(render::Args),
+    /// Draw the pipeline (stages, approval gates, stack DAG per environment) as Mermaid or DOT.
+    Graph(graph::Args),
+    /// Print the pipeline plan: stages in order, their dependencies, stack waves and commands.
+    Plan(plan::Args),
+    /// Apply, diff, list or roll back the live WorkflowTemplate (self-modification).
+    Template(template::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +38,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Template(args) => template::run(args),
     };
     match result {
         Ok(code) => code,
