@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 const SECRET: &str = "bench-secret-0123456789";
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/github/octokit_push_branch_created_with_commit.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/github/octokit_push_branch_created_with_commit.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("push fixture")).expect("push fixture is JSON")
 }
 
@@ -34,8 +37,12 @@ fn push_payload(min_bytes: usize, files_per_commit: usize) -> Vec<u8> {
         let id = format!("{:040x}", 0x6113728f27ae82c7_u64 as u128 * (i as u128 + 1));
         c["id"] = id.clone().into();
         c["url"] = format!("https://github.com/Codertocat/Hello-World/commit/{id}").into();
-        c["message"] = format!("Change {i}: adjust the staging stack's alarms\n\nKeeps the thresholds in line with prod.").into();
-        let files: Vec<Value> = (0..files_per_commit).map(|f| json!(format!("lib/stacks/service-{i}-{f}.ts"))).collect();
+        c["message"] = format!(
+            "Change {i}: adjust the staging stack's alarms\n\nKeeps the thresholds in line with prod."
+        )
+        .into();
+        let files: Vec<Value> =
+            (0..files_per_commit).map(|f| json!(format!("lib/stacks/service-{i}-{f}.ts"))).collect();
         c["modified"] = files.into();
         commits.push(c);
         push["commits"] = Value::Array(commits.clone());

@@ -26,10 +26,12 @@ pub enum GatewayError {
     Request(#[from] RequestError),
 }
 
-/// Detects the event's shape: v1 has `httpMethod` at the top; function URLs are v2-shaped with a
-/// `*.lambda-url.*` domain.
+/// Detects the event's shape: v2 and function URL events say `version: "2.0"` (function URLs with a
+/// `*.lambda-url.*` domain); v1 events have `httpMethod` at the top. Some emulators (cargo lambda)
+/// serialise v2 events with v1's `httpMethod` too, so the version decides first.
 pub fn shape_of(event: &Value) -> Shape {
-    if event.get("httpMethod").is_some() {
+    let v2 = event.get("version").and_then(Value::as_str) == Some("2.0");
+    if !v2 && event.get("httpMethod").is_some_and(Value::is_string) {
         Shape::RestV1
     } else if event
         .pointer("/requestContext/domainName")
@@ -45,7 +47,10 @@ pub fn shape_of(event: &Value) -> Shape {
 /// Decodes an invocation payload into the domain request.
 pub fn decode(event: Value) -> (Shape, Result<WebhookRequest, GatewayError>) {
     let shape = shape_of(&event);
-    let not_http = |e: serde_json::Error| GatewayError::NotHttp(e.to_string());
+    // Field names only: values may carry the payload.
+    let keys: Vec<String> = event.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let not_http =
+        |e: serde_json::Error| GatewayError::NotHttp(format!("{e} (top-level fields: {})", keys.join(", ")));
     let request = match shape {
         Shape::RestV1 => {
             serde_json::from_value::<ApiGatewayProxyRequest>(event).map_err(not_http).and_then(|r| {

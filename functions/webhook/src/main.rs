@@ -6,6 +6,7 @@ mod gateway;
 use std::panic::AssertUnwindSafe;
 
 use anyhow::Context as _;
+use aphex::cluster::{ClusterAccess, ClusterTarget};
 use aphex::webhook::{
     Intake, KubeSubmitter, Rejection, Response, SecretSource, Secrets, WebhookConfig,
     secrets_from_secret_string,
@@ -72,8 +73,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = WebhookConfig::from_env()?;
     let secrets = load_secrets(config.secret.clone()).await?;
     let intake = Intake::new(&config, secrets)?;
-    let client = kube::Client::try_default().await.context("building the Kubernetes client")?;
-    let state = State { intake, submitter: KubeSubmitter::new(client) };
+    // KUBECONFIG when set (tests, other clusters), else EKS by APHEX_CLUSTER; the client is built on
+    // first use and cached, its EKS token renewed before expiry.
+    let target = ClusterTarget::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let state = State { intake, submitter: KubeSubmitter::from_access(ClusterAccess::new(target, aws)) };
     let state = &state;
     lambda_runtime::run(service_fn(move |event| handle(state, event))).await
 }

@@ -9,6 +9,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch,
 use thiserror::Error;
 
 use super::workflow::{ANNOTATION_BRANCH, Workflow};
+use crate::cluster::{ClusterAccess, ClusterError};
 
 /// What `create` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,13 @@ pub enum SubmitError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("could not reach the cluster to {action} Workflows in namespace `{namespace}`: {source}")]
+    Cluster {
+        action: &'static str,
+        namespace: String,
+        #[source]
+        source: ClusterError,
+    },
     #[error("{0}")]
     Injected(String),
 }
@@ -72,20 +80,47 @@ pub trait WorkflowSubmitter: Send + Sync {
 }
 
 /// The Kubernetes adapter.
-#[derive(Clone)]
 pub struct KubeSubmitter {
-    client: kube::Client,
+    clients: Clients,
     resource: ApiResource,
 }
 
+enum Clients {
+    Fixed(kube::Client),
+    /// Asks `ClusterAccess` on every call so an EKS token is renewed before it expires in a warm Lambda.
+    Access(ClusterAccess),
+}
+
 impl KubeSubmitter {
-    pub fn new(client: kube::Client) -> Self {
+    fn with(clients: Clients) -> Self {
         let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow");
-        Self { client, resource: ApiResource::from_gvk_with_plural(&gvk, "workflows") }
+        Self { clients, resource: ApiResource::from_gvk_with_plural(&gvk, "workflows") }
     }
 
-    fn api(&self, namespace: &str) -> kube::Api<DynamicObject> {
-        kube::Api::namespaced_with(self.client.clone(), namespace, &self.resource)
+    /// Uses `client` for every call.
+    pub fn new(client: kube::Client) -> Self {
+        Self::with(Clients::Fixed(client))
+    }
+
+    /// Uses the cluster access (KUBECONFIG or EKS), which caches and refreshes its client.
+    pub fn from_access(access: ClusterAccess) -> Self {
+        Self::with(Clients::Access(access))
+    }
+
+    async fn api(
+        &self,
+        action: &'static str,
+        namespace: &str,
+    ) -> Result<kube::Api<DynamicObject>, SubmitError> {
+        let client = match &self.clients {
+            Clients::Fixed(c) => c.clone(),
+            Clients::Access(access) => access.client().await.map_err(|source| SubmitError::Cluster {
+                action,
+                namespace: namespace.to_owned(),
+                source,
+            })?,
+        };
+        Ok(kube::Api::namespaced_with(client, namespace, &self.resource))
     }
 }
 
@@ -107,7 +142,7 @@ impl WorkflowSubmitter for KubeSubmitter {
         let obj: DynamicObject = serde_json::to_value(workflow)
             .and_then(serde_json::from_value)
             .map_err(|source| SubmitError::Encode { name: md.name.clone(), source })?;
-        match self.api(&md.namespace).create(&PostParams::default(), &obj).await {
+        match self.api("create", &md.namespace).await?.create(&PostParams::default(), &obj).await {
             Ok(_) => Ok(Created::New),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(Created::AlreadyExists),
             Err(source) => Err(SubmitError::Kube {
@@ -120,20 +155,24 @@ impl WorkflowSubmitter for KubeSubmitter {
     }
 
     async fn list(&self, namespace: &str, label_selector: &str) -> Result<Vec<RunSummary>, SubmitError> {
-        let list = self.api(namespace).list(&ListParams::default().labels(label_selector)).await.map_err(
-            |source| SubmitError::Kube {
+        let list = self
+            .api("list", namespace)
+            .await?
+            .list(&ListParams::default().labels(label_selector))
+            .await
+            .map_err(|source| SubmitError::Kube {
                 action: "list",
                 target: format!("with labels `{label_selector}`"),
                 namespace: namespace.to_owned(),
                 source: Box::new(source),
-            },
-        )?;
+            })?;
         Ok(list.items.iter().map(summary).collect())
     }
 
     async fn stop(&self, namespace: &str, name: &str) -> Result<(), SubmitError> {
         let patch = serde_json::json!({"spec": {"shutdown": "Stop"}});
-        self.api(namespace)
+        self.api("stop", namespace)
+            .await?
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(|_| ())
