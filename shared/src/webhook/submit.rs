@@ -88,7 +88,7 @@ pub struct KubeSubmitter {
 enum Clients {
     Fixed(kube::Client),
     /// Asks `ClusterAccess` on every call so an EKS token is renewed before it expires in a warm Lambda.
-    Access(ClusterAccess),
+    Access(Box<ClusterAccess>),
 }
 
 impl KubeSubmitter {
@@ -104,7 +104,7 @@ impl KubeSubmitter {
 
     /// Uses the cluster access (KUBECONFIG or EKS), which caches and refreshes its client.
     pub fn from_access(access: ClusterAccess) -> Self {
-        Self::with(Clients::Access(access))
+        Self::with(Clients::Access(Box::new(access)))
     }
 
     async fn api(
