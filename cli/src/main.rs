@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod deploy;
 mod graph;
 mod plan;
 mod render;
@@ -31,6 +32,8 @@ enum Command {
     Plan(plan::Args),
     /// Apply, diff, list or roll back the live WorkflowTemplate (self-modification).
     Template(template::Args),
+    /// Synthesize and deploy the CDK stacks of one environment through the CloudFormation API.
+    Deploy(deploy::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Template(args) => template::run(args),
+        Command::Deploy(args) => deploy::run(args),
     };
     match result {
         Ok(code) => code,

@@ -110,7 +110,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 pub fn check(file: &str, text: &str) -> Report {
     let mut problems = Vec::new();
     let config = check_problems(text, &mut problems);
-    problems.sort_by(|a, b| (a.pos, a.severity).cmp(&(b.pos, b.severity)));
+    problems.sort_by_key(|p| (p.pos, p.severity));
     let diagnostics = problems
         .into_iter()
         .map(|p| Diagnostic {

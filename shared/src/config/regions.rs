@@ -2,7 +2,7 @@
 //!
 //! Taken from botocore's `partitions.json` (botocore 1.44.8, November 2026); `*-global` pseudo-regions
 //! are left out because nothing deploys there. When AWS opens a region, add it here and refresh the
-//! committed schema (see `schema/README` in the report: `APHEX_BLESS=1 cargo test -p aphex-shared schema`).
+//! committed schema: `APHEX_BLESS=1 cargo test -p aphex-shared --test config committed_schema`.
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 

@@ -62,19 +62,19 @@ fn check_role(i: usize, env: &Node, out: &mut Vec<Problem>) {
         return; // not an ARN at all: the schema's pattern reports it
     };
     let region = env.get("region").and_then(Node::as_str).and_then(regions::find);
-    if let Some(region) = region {
-        if region.partition != partition {
-            out.push(Problem {
-                pos: role_node.pos,
-                path: env_path(i, &[key("role")]),
-                severity: Severity::Error,
-                message: format!(
-                    "role is in partition `{partition}` but region {} is in partition `{}`",
-                    region.name, region.partition
-                ),
-                hint: Some(format!("write the ARN as `arn:{}:iam::...`", region.partition)),
-            });
-        }
+    if let Some(region) = region
+        && region.partition != partition
+    {
+        out.push(Problem {
+            pos: role_node.pos,
+            path: env_path(i, &[key("role")]),
+            severity: Severity::Error,
+            message: format!(
+                "role is in partition `{partition}` but region {} is in partition `{}`",
+                region.name, region.partition
+            ),
+            hint: Some(format!("write the ARN as `arn:{}:iam::...`", region.partition)),
+        });
     }
     let account = env.get("account").and_then(Node::as_str);
     if let Some(account) = account {

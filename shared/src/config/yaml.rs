@@ -218,18 +218,17 @@ fn resolve_plain(text: &str) -> Value {
     }
     let bytes = text.as_bytes();
     let digits = |s: &[u8], ok: fn(u8) -> bool| !s.is_empty() && s.iter().all(|b| ok(*b));
-    if let Some(rest) = text.strip_prefix("0x") {
-        if digits(rest.as_bytes(), |b| b.is_ascii_hexdigit()) {
-            if let Ok(v) = i128::from_str_radix(rest, 16) {
-                return Value::Int(v);
-            }
-        }
-    } else if let Some(rest) = text.strip_prefix("0o") {
-        if digits(rest.as_bytes(), |b| (b'0'..=b'7').contains(&b)) {
-            if let Ok(v) = i128::from_str_radix(rest, 8) {
-                return Value::Int(v);
-            }
-        }
+    if let Some(rest) = text.strip_prefix("0x")
+        && digits(rest.as_bytes(), |b| b.is_ascii_hexdigit())
+        && let Ok(v) = i128::from_str_radix(rest, 16)
+    {
+        return Value::Int(v);
+    }
+    if let Some(rest) = text.strip_prefix("0o")
+        && digits(rest.as_bytes(), |b| (b'0'..=b'7').contains(&b))
+        && let Ok(v) = i128::from_str_radix(rest, 8)
+    {
+        return Value::Int(v);
     }
     let unsigned = match bytes.first() {
         Some(b'-' | b'+') => &bytes[1..],
@@ -241,10 +240,10 @@ fn resolve_plain(text: &str) -> Value {
             Value::Float(text.parse::<f64>().unwrap_or(f64::INFINITY))
         });
     }
-    if is_core_float(unsigned) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if is_core_float(unsigned)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Value::Float(f);
     }
     Value::String { text: text.to_owned(), plain: true }
 }
@@ -487,7 +486,7 @@ fn path_of(stack: &[Frame]) -> Vec<Segment> {
 fn merge_and_check(entries: Vec<Entry>, problems: &mut Vec<YamlProblem>, stack: &[Frame]) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
     let mut merged: Vec<Entry> = Vec::new();
-    let mut seen: HashMap<String, Pos> = HashMap::with_capacity(entries.len());
+    let mut seen = Seen::with_capacity(entries.len());
     for entry in entries {
         if entry.key == "<<" {
             let sources: Vec<Node> = match entry.value.value {
@@ -514,7 +513,7 @@ fn merge_and_check(entries: Vec<Entry>, problems: &mut Vec<YamlProblem>, stack: 
             }
             continue;
         }
-        if let Some(first) = seen.get(&entry.key) {
+        if let Some(first) = seen.get(&entry.key, &out) {
             problems.push(YamlProblem {
                 pos: entry.key_pos,
                 path: with_key(stack, &entry.key),
@@ -526,16 +525,43 @@ fn merge_and_check(entries: Vec<Entry>, problems: &mut Vec<YamlProblem>, stack: 
             });
             continue;
         }
-        seen.insert(entry.key.clone(), entry.key_pos);
+        seen.insert(&entry.key, out.len());
         out.push(entry);
     }
     for e in merged {
-        if !seen.contains_key(&e.key) {
-            seen.insert(e.key.clone(), e.key_pos);
+        if seen.get(&e.key, &out).is_none() {
+            seen.insert(&e.key, out.len());
             out.push(e);
         }
     }
     out
+}
+
+/// The keys already kept in a mapping: a linear scan for the usual handful of keys, a hash map for
+/// big mappings (e.g. `env`), so neither case allocates more than it must.
+enum Seen {
+    Few,
+    Many(HashMap<String, usize>),
+}
+
+impl Seen {
+    fn with_capacity(n: usize) -> Self {
+        if n <= 16 { Seen::Few } else { Seen::Many(HashMap::with_capacity(n)) }
+    }
+
+    /// Where `key` was first defined, if it was.
+    fn get(&self, key: &str, kept: &[Entry]) -> Option<Pos> {
+        match self {
+            Seen::Few => kept.iter().find(|e| e.key == key).map(|e| e.key_pos),
+            Seen::Many(map) => map.get(key).map(|&i| kept[i].key_pos),
+        }
+    }
+
+    fn insert(&mut self, key: &str, index: usize) {
+        if let Seen::Many(map) = self {
+            map.insert(key.to_owned(), index);
+        }
+    }
 }
 
 fn with_key(stack: &[Frame], key: &str) -> Vec<Segment> {

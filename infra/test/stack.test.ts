@@ -1,0 +1,255 @@
+// AphexPipelineStack assertions (aws-cdk-lib/assertions under node's test runner), the config loader,
+// the placeholder-Lambda handling, and `cdk synth` of the app itself, offline.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import {
+  AphexPipelineStack, PIPELINE_DETAIL_TYPES, STACK_STATUSES, TEMPLATE_MANAGER_K8S_GROUP, WEBHOOK_K8S_GROUP,
+} from '../lib/aphex-pipeline-stack';
+import { AphexInfraConfig, DEFAULT_CONFIG, loadConfig } from '../lib/config';
+import { FUNCTION_NAMES, inspectLambdaDist, writePlaceholderLambdaDist } from '../lib/lambda-dist';
+
+const INFRA = path.resolve(__dirname, '..');
+const dist = writePlaceholderLambdaDist(fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-lambdas-')));
+
+const CONFIG: AphexInfraConfig = {
+  ...DEFAULT_CONFIG,
+  targetAccounts: ['111111111111', '222222222222'],
+  notificationEmails: ['platform-team@example.com'],
+  slackWebhookSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:aphex/slack-AbCdEf',
+  argoUrl: 'https://argo.example.com',
+};
+
+// The feature flags of cdk.json, so the tests build the stack as the app does.
+const CDK_CONTEXT = JSON.parse(fs.readFileSync(path.join(INFRA, 'cdk.json'), 'utf8')).context;
+
+function synth(config: AphexInfraConfig = CONFIG, guard = false): Template {
+  const app = new App({ context: CDK_CONTEXT });
+  const stack = new AphexPipelineStack(app, 'AphexPipelineStack', {
+    config, lambdaDist: dist, guardPlaceholderLambdas: guard,
+    env: { account: '123456789012', region: 'eu-west-1' },
+  });
+  return Template.fromStack(stack);
+}
+
+const template = synth();
+
+test('the artifact bucket is versioned, encrypted, private, TLS-only, with lifecycle rules', () => {
+  template.hasResourceProperties('AWS::S3::Bucket', {
+    BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+    VersioningConfiguration: { Status: 'Enabled' },
+    PublicAccessBlockConfiguration: {
+      BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
+    },
+    LifecycleConfiguration: {
+      Rules: [Match.objectLike({
+        Id: 'artifacts', Status: 'Enabled', ExpirationInDays: 90,
+        NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 },
+      })],
+    },
+    LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'artifact-bucket/' }),
+  });
+  // enforceSSL: every bucket denies requests without TLS.
+  const policies = template.findResources('AWS::S3::BucketPolicy');
+  assert.equal(Object.keys(policies).length, 2);
+  for (const policy of Object.values(policies)) {
+    const deny = policy.Properties.PolicyDocument.Statement.find((s: any) => s.Effect === 'Deny');
+    assert.deepEqual(deny.Condition, { Bool: { 'aws:SecureTransport': 'false' } });
+    assert.equal(deny.Action, 's3:*');
+  }
+});
+
+test('the four Lambdas run provided.al2023 on arm64 with a log group and retention', () => {
+  const functions = template.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'provided.al2023' } });
+  assert.equal(Object.keys(functions).length, FUNCTION_NAMES.length);
+  for (const fn of Object.values(functions)) {
+    assert.deepEqual(fn.Properties.Architectures, ['arm64']);
+    assert.equal(fn.Properties.Handler, 'bootstrap');
+    assert.ok(fn.Properties.LoggingConfig.LogGroup, 'own log group');
+  }
+  const retentions = Object.values(template.findResources('AWS::Logs::LogGroup')).map((g) => g.Properties.RetentionInDays);
+  assert.ok(retentions.length >= 5 && retentions.every((d) => d === 30), `retentions ${retentions}`);
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Runtime: 'provided.al2023',
+    Environment: { Variables: Match.objectLike({ APHEX_BRANCHES: 'main', APHEX_NAMESPACE: 'argo', APHEX_TEMPLATE: 'aphex-pipeline', APHEX_CLUSTER: 'aphex', APHEX_ARGO_URL: 'https://argo.example.com' }) },
+  });
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ APHEX_SLACK_WEBHOOK_SECRET: CONFIG.slackWebhookSecretArn, APHEX_SNS_TOPIC_ARN: Match.anyValue() }) },
+  });
+});
+
+test('POST /webhook on an HTTP API with throttling and access logs', () => {
+  template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /webhook' });
+  assert.equal(Object.keys(template.findResources('AWS::ApiGatewayV2::Route')).length, 1, 'one route only');
+  template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+    StageName: '$default',
+    DefaultRouteSettings: { ThrottlingRateLimit: 20, ThrottlingBurstLimit: 40 },
+    AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
+  });
+  template.hasResourceProperties('AWS::SecretsManager::Secret', {
+    GenerateSecretString: { PasswordLength: 48, ExcludePunctuation: true, IncludeSpace: false },
+  });
+  for (const output of ['WebhookUrl', 'WebhookSecretArn', 'ReadWebhookSecretCommand', 'ArtifactBucketName', 'ArgoUiAddress']) {
+    template.hasOutput(output, {});
+  }
+});
+
+test('EventBridge rules send pipeline and stack status events to notify, with a dead-letter queue', () => {
+  template.hasResourceProperties('AWS::Events::Rule', {
+    EventPattern: { source: ['aphex.pipeline'], 'detail-type': PIPELINE_DETAIL_TYPES },
+    Targets: [Match.objectLike({ RetryPolicy: { MaximumRetryAttempts: 4, MaximumEventAgeInSeconds: 7200 }, DeadLetterConfig: Match.anyValue() })],
+  });
+  template.hasResourceProperties('AWS::Events::Rule', {
+    EventPattern: {
+      source: ['aws.cloudformation'],
+      'detail-type': ['CloudFormation Stack Status Change'],
+      detail: { 'status-details': { status: STACK_STATUSES } },
+    },
+  });
+  assert.ok(!STACK_STATUSES.some((s) => s.endsWith('IN_PROGRESS')), 'no in-progress status notifies');
+  template.resourceCountIs('AWS::SNS::Subscription', 1);
+  template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'platform-team@example.com' });
+  template.resourceCountIs('AWS::Events::EventBusPolicy', 2);
+});
+
+test('EKS: cluster, Argo Helm chart, Pod Identity for workflow pods, access entries for the Lambdas', () => {
+  template.resourceCountIs('Custom::AWSCDK-EKS-Cluster', 1);
+  template.hasResourceProperties('Custom::AWSCDK-EKS-HelmChart', {
+    Chart: 'argo-workflows', Repository: 'https://argoproj.github.io/argo-helm', Namespace: 'argo', CreateNamespace: true,
+  });
+  template.hasResourceProperties('AWS::EKS::PodIdentityAssociation', { ClusterName: 'aphex', Namespace: 'argo', ServiceAccount: 'aphex-workflow' });
+  template.hasResourceProperties('AWS::EKS::Addon', { AddonName: 'eks-pod-identity-agent' });
+  template.hasResourceProperties('AWS::EKS::AccessEntry', { KubernetesGroups: [WEBHOOK_K8S_GROUP], Type: 'STANDARD' });
+  template.hasResourceProperties('AWS::EKS::AccessEntry', { KubernetesGroups: [TEMPLATE_MANAGER_K8S_GROUP], Type: 'STANDARD' });
+  // Workflow pods: the CDK bootstrap roles of exactly the target accounts.
+  template.hasResourceProperties('AWS::IAM::Policy', {
+    PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({
+      Sid: 'AssumeCdkBootstrapRoles',
+      Resource: [
+        { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::111111111111:role/cdk-hnb659fds-*']] },
+        { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::222222222222:role/cdk-hnb659fds-*']] },
+      ],
+    })]) },
+  });
+});
+
+test('an existing cluster is imported by name, not created', () => {
+  const imported = synth({ ...CONFIG, createCluster: false, clusterName: 'shared-platform', kubectlRoleArn: 'arn:aws:iam::123456789012:role/platform-admin' });
+  imported.resourceCountIs('Custom::AWSCDK-EKS-Cluster', 0);
+  imported.resourceCountIs('AWS::EKS::Addon', 0);
+  imported.hasResourceProperties('Custom::AWSCDK-EKS-HelmChart', { ClusterName: 'shared-platform', RoleArn: 'arn:aws:iam::123456789012:role/platform-admin' });
+  imported.hasResourceProperties('AWS::EKS::AccessEntry', { ClusterName: 'shared-platform' });
+});
+
+test('alarms on failed runs, webhook errors and 5xx notify the topic', () => {
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+    Namespace: 'AphexPipeline', MetricName: 'RunsFailed', Dimensions: [{ Name: 'Pipeline', Value: 'aphex-pipeline' }],
+    AlarmActions: [{ Ref: Match.stringLikeRegexp('NotificationTopic') }],
+  });
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors' });
+  template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'AWS/ApiGateway', MetricName: '5xx' });
+});
+
+/**
+ * Statements on Resource "*" that AWS requires, each with the reason. Anything else on "*" fails, and a
+ * bare "*" action fails everywhere.
+ */
+const ALLOWED_STAR_RESOURCE: Array<{ actions: string[]; why: string }> = [
+  { actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'], why: 'X-Ray has no resource-level permissions (Lambda active tracing).' },
+  {
+    actions: ['ec2:DescribeDhcpOptions', 'ec2:DescribeInstances', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeRouteTables',
+      'ec2:DescribeSecurityGroups', 'ec2:DescribeSubnets', 'ec2:DescribeVpcs', 'iam:CreateServiceLinkedRole', 'iam:GetRole',
+      'iam:listAttachedRolePolicies'],
+    why: "aws-cdk-lib's EKS cluster creation role: EC2 Describe* have no resource-level permissions; EKS creates its service-linked role on first use.",
+  },
+];
+
+test('no "*" action anywhere, and "*" resources only where AWS requires them', () => {
+  const statements: Array<{ where: string; actions: string[]; resources: unknown[] }> = [];
+  const asList = (v: unknown) => (Array.isArray(v) ? v : [v]);
+  const collect = (where: string, doc: any, keyPolicy = false) => {
+    for (const s of doc?.Statement ?? []) {
+      // In a KMS key policy, Resource "*" means the key itself (AWS requires exactly that form); its
+      // admin statement for the account root uses "kms:*", the documented default key policy.
+      if (keyPolicy) {
+        assert.ok(asList(s.Action).every((a: string) => a !== '*'), `${where}: Action "*" in a key policy`);
+        continue;
+      }
+      statements.push({ where, actions: asList(s.Action), resources: asList(s.Resource) });
+    }
+  };
+  for (const [name, r] of Object.entries(template.toJSON().Resources as Record<string, any>)) {
+    const p = r.Properties ?? {};
+    collect(name, p.PolicyDocument);
+    collect(name, p.KeyPolicy, true);
+    for (const inline of p.Policies ?? []) collect(name, inline.PolicyDocument);
+  }
+  assert.ok(statements.length > 20);
+  for (const s of statements) {
+    assert.ok(!s.actions.includes('*'), `${s.where}: Action "*"`);
+    if (!s.resources.includes('*')) continue;
+    const allowed = ALLOWED_STAR_RESOURCE.find((a) => s.actions.every((act) => a.actions.includes(act)));
+    assert.ok(allowed, `${s.where}: ${s.actions.join(', ')} on Resource "*" is not an explained exception`);
+  }
+});
+
+test('a placeholder build is guarded: the template refuses every deploy', () => {
+  const guarded = synth(CONFIG, true).toJSON();
+  const rule = guarded.Rules.RefusePlaceholderLambdas;
+  assert.match(rule.Assertions[0].AssertDescription, /cargo lambda build --release --arm64/);
+  assert.deepEqual(guarded.Parameters.LambdaBinaries.AllowedValues, ['placeholder']);
+  assert.equal(template.toJSON().Rules.RefusePlaceholderLambdas, undefined);
+});
+
+test('placeholder binaries are recognised', () => {
+  assert.deepEqual(inspectLambdaDist(dist).placeholders, [...FUNCTION_NAMES]);
+  assert.equal(inspectLambdaDist(dist).real, false);
+  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-empty-'));
+  assert.deepEqual(inspectLambdaDist(empty).missing, [...FUNCTION_NAMES]);
+  const real = fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-real-'));
+  for (const name of FUNCTION_NAMES) {
+    fs.mkdirSync(path.join(real, name));
+    fs.writeFileSync(path.join(real, name, 'bootstrap'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]));
+  }
+  assert.equal(inspectLambdaDist(real).real, true);
+});
+
+test('config: file, then context; unknown keys and bad values are errors naming the key', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-config-'));
+  fs.writeFileSync(path.join(dir, 'aphex-infra.json'), JSON.stringify({ $comment: 'x', clusterName: 'from-file', nodeCount: 3 }));
+  const ctx = (values: Record<string, unknown>) => (k: string) => values[k];
+  const c = loadConfig(dir, ctx({ nodeCount: '5', targetAccounts: '111111111111, 222222222222', createCluster: 'true' }));
+  assert.equal(c.clusterName, 'from-file');
+  assert.equal(c.nodeCount, 5);
+  assert.deepEqual(c.targetAccounts, ['111111111111', '222222222222']);
+  assert.throws(() => loadConfig(dir, ctx({ targetAccounts: '12345' })), /targetAccounts: "12345" is not a 12-digit account id/);
+  assert.throws(() => loadConfig(dir, ctx({ createCluster: 'false' })), /set kubectlRoleArn/);
+  fs.writeFileSync(path.join(dir, 'aphex-infra.json'), JSON.stringify({ clustername: 'typo' }));
+  assert.throws(() => loadConfig(dir, ctx({})), /unknown setting "clustername"/);
+  // The committed example config loads.
+  assert.equal(loadConfig(INFRA, ctx({})).pipelineName, 'aphex-pipeline');
+});
+
+test('`cdk synth` of the app works offline and guards placeholder binaries', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-cdk-out-'));
+  const env = {
+    ...process.env,
+    CDK_HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-cdk-home-')),
+    CDK_DISABLE_CLI_TELEMETRY: 'true',
+  };
+  const cdk = path.join(INFRA, 'node_modules', '.bin', 'cdk');
+  const stderr = execFileSync(cdk, ['synth', '--no-notices', '-q', '-o', out, '-c', `lambdaDist=${dist}`], {
+    cwd: INFRA, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.artifacts.AphexPipelineStack.type, 'aws:cloudformation:stack');
+  const synthesized = JSON.parse(fs.readFileSync(path.join(out, 'AphexPipelineStack.template.json'), 'utf8'));
+  assert.ok(synthesized.Rules.RefusePlaceholderLambdas, 'placeholder build without allowPlaceholderLambdas is guarded');
+  assert.equal(typeof stderr, 'string');
+});

@@ -1,0 +1,641 @@
+//! Engine tests on an in-memory CloudFormation/S3/SSM that answers as AWS does (events newest first,
+//! failed creates roll back to ROLLBACK_COMPLETE), and the change-set path on the real SDK client
+//! with `aws-smithy-mocks` (throttling retried, "didn't contain changes").
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::*;
+use crate::assembly::{FileAsset, FileDestination, Packaging, StackProperties};
+
+#[derive(Default)]
+struct State {
+    stacks: HashMap<String, (DeployedStack, String)>,
+    events: HashMap<String, Vec<StackEvent>>,
+    change_sets: HashMap<String, (StackInput, ChangeSetKind)>,
+    objects: HashSet<(String, String)>,
+    ssm: HashMap<String, String>,
+    /// Logical ids whose creation fails.
+    failing: HashSet<String>,
+    /// Every mutating call, in order.
+    writes: Vec<String>,
+    clock: i64,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<State>>);
+
+impl Fake {
+    fn bootstrapped() -> Fake {
+        let f = Fake::default();
+        f.0.lock().unwrap().ssm.insert("/cdk-bootstrap/hnb659fds/version".into(), "30".into());
+        f
+    }
+    fn writes(&self) -> Vec<String> {
+        self.0.lock().unwrap().writes.clone()
+    }
+}
+
+fn event(s: &mut State, stack: &str, logical: &str, rtype: &str, status: &str, reason: Option<&str>) {
+    s.clock += 1;
+    let e = StackEvent {
+        event_id: format!("e{}", s.clock),
+        logical_id: logical.into(),
+        resource_type: rtype.into(),
+        status: status.into(),
+        reason: reason.map(Into::into),
+        timestamp_ms: now_ms() + s.clock,
+    };
+    s.events.entry(stack.into()).or_default().insert(0, e);
+}
+
+impl State {
+    fn apply(&mut self, input: &StackInput, create: bool) {
+        let body = input.template_body.clone().unwrap_or_default();
+        let template: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let name = input.stack_name.clone();
+        let op = if create { "CREATE" } else { "UPDATE" };
+        event(
+            self,
+            &name,
+            &name,
+            "AWS::CloudFormation::Stack",
+            &format!("{op}_IN_PROGRESS"),
+            Some("User Initiated"),
+        );
+        let resources: Vec<(String, String)> = template["Resources"]
+            .as_object()
+            .map(|r| {
+                r.iter()
+                    .map(|(k, v)| (k.clone(), v["Type"].as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut done = Vec::new();
+        let mut failed = false;
+        for (logical, rtype) in &resources {
+            if self.failing.contains(logical) {
+                event(
+                    self,
+                    &name,
+                    logical,
+                    rtype,
+                    &format!("{op}_FAILED"),
+                    Some("Resource handler returned message: \"Invalid request\""),
+                );
+                failed = true;
+                break;
+            }
+            event(self, &name, logical, rtype, &format!("{op}_COMPLETE"), None);
+            done.push((logical.clone(), rtype.clone()));
+        }
+        let status = if failed {
+            event(
+                self,
+                &name,
+                &name,
+                "AWS::CloudFormation::Stack",
+                if create { "ROLLBACK_IN_PROGRESS" } else { "UPDATE_ROLLBACK_IN_PROGRESS" },
+                None,
+            );
+            for (logical, rtype) in &done {
+                event(self, &name, logical, rtype, "DELETE_COMPLETE", None);
+            }
+            if create { "ROLLBACK_COMPLETE" } else { "UPDATE_ROLLBACK_COMPLETE" }
+        } else if create {
+            "CREATE_COMPLETE"
+        } else {
+            "UPDATE_COMPLETE"
+        };
+        event(self, &name, &name, "AWS::CloudFormation::Stack", status, None);
+        let outputs = if failed {
+            BTreeMap::new()
+        } else {
+            template["Outputs"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut parameters: BTreeMap<String, String> = template["Parameters"]
+            .as_object()
+            .map(|p| {
+                p.iter().filter_map(|(k, v)| Some((k.clone(), v["Default"].as_str()?.to_owned()))).collect()
+            })
+            .unwrap_or_default();
+        parameters.extend(input.parameters.clone());
+        let stack = DeployedStack {
+            stack_id: format!("arn:aws:cloudformation:us-east-1:111111111111:stack/{name}/1"),
+            status: status.into(),
+            status_reason: None,
+            outputs,
+            parameters,
+            tags: input.tags.clone(),
+            termination_protection: input.termination_protection,
+        };
+        let body = if failed && !create { self.stacks[&name].1.clone() } else { body };
+        self.stacks.insert(name, (stack, body));
+    }
+}
+
+#[async_trait]
+impl StackDeployer for Fake {
+    async fn describe_stack(&self, name: &str) -> Result<Option<DeployedStack>, CloudError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.stacks
+            .values()
+            .find(|(d, _)| d.stack_id == name)
+            .or_else(|| s.stacks.get(name))
+            .map(|(d, _)| d.clone()))
+    }
+    async fn template_body(&self, name: &str) -> Result<String, CloudError> {
+        Ok(self.0.lock().unwrap().stacks[name].1.clone())
+    }
+    async fn create_stack(&self, input: &StackInput) -> Result<(), CloudError> {
+        let mut s = self.0.lock().unwrap();
+        s.writes.push(format!("CreateStack {}", input.stack_name));
+        s.apply(input, true);
+        Ok(())
+    }
+    async fn update_stack(&self, input: &StackInput) -> Result<UpdateStarted, CloudError> {
+        let mut s = self.0.lock().unwrap();
+        let (d, body) = &s.stacks[&input.stack_name];
+        if Some(body) == input.template_body.as_ref() && d.tags == input.tags {
+            return Ok(UpdateStarted::NoChanges);
+        }
+        s.writes.push(format!("UpdateStack {}", input.stack_name));
+        s.apply(input, false);
+        Ok(UpdateStarted::Started)
+    }
+    async fn delete_stack(&self, name: &str) -> Result<(), CloudError> {
+        let mut s = self.0.lock().unwrap();
+        s.writes.push(format!("DeleteStack {name}"));
+        let key = s
+            .stacks
+            .iter()
+            .find(|(_, (d, _))| d.stack_id == name)
+            .map(|(k, _)| k.clone())
+            .unwrap_or(name.into());
+        s.stacks.remove(&key);
+        Ok(())
+    }
+    async fn create_change_set(
+        &self,
+        input: &StackInput,
+        name: &str,
+        kind: ChangeSetKind,
+    ) -> Result<String, CloudError> {
+        let mut s = self.0.lock().unwrap();
+        s.writes.push(format!("CreateChangeSet {}", input.stack_name));
+        let arn = format!("arn:changeSet/{name}");
+        s.change_sets.insert(arn.clone(), (input.clone(), kind));
+        Ok(arn)
+    }
+    async fn describe_change_set(&self, arn: &str) -> Result<ChangeSetInfo, CloudError> {
+        let s = self.0.lock().unwrap();
+        let (input, _) = &s.change_sets[arn];
+        let template: serde_json::Value =
+            serde_json::from_str(input.template_body.as_deref().unwrap_or("{}")).unwrap_or_default();
+        let old: serde_json::Value = s
+            .stacks
+            .get(&input.stack_name)
+            .map(|(_, b)| serde_json::from_str(b).unwrap_or_default())
+            .unwrap_or_default();
+        let mut changes = Vec::new();
+        for (k, v) in template["Resources"].as_object().into_iter().flatten() {
+            let action = match old["Resources"].get(k) {
+                None => "Add",
+                Some(o) if o != v => "Modify",
+                Some(_) => continue,
+            };
+            changes.push(ResourceChange {
+                action: action.into(),
+                logical_id: k.clone(),
+                resource_type: v["Type"].as_str().unwrap_or_default().into(),
+                replacement: "False".into(),
+            });
+        }
+        if changes.is_empty() {
+            return Ok(ChangeSetInfo { status: "FAILED".into(), status_reason: Some("The submitted information didn't contain changes. Submit different information to create a change set.".into()), changes });
+        }
+        Ok(ChangeSetInfo { status: "CREATE_COMPLETE".into(), status_reason: None, changes })
+    }
+    async fn execute_change_set(&self, arn: &str) -> Result<(), CloudError> {
+        let mut s = self.0.lock().unwrap();
+        s.writes.push("ExecuteChangeSet".into());
+        let (input, kind) = s.change_sets.remove(arn).expect("known change set");
+        s.apply(&input, kind == ChangeSetKind::Create);
+        Ok(())
+    }
+    async fn delete_change_set(&self, arn: &str) -> Result<(), CloudError> {
+        self.0.lock().unwrap().change_sets.remove(arn);
+        Ok(())
+    }
+    async fn stack_events(&self, name: &str) -> Result<Vec<StackEvent>, CloudError> {
+        Ok(self.0.lock().unwrap().events.get(name).cloned().unwrap_or_default())
+    }
+    async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {
+        let mut s = self.0.lock().unwrap();
+        s.writes.push(format!("UpdateTerminationProtection {name}"));
+        if let Some((d, _)) = s.stacks.get_mut(name) {
+            d.termination_protection = enabled;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AssetStore for Fake {
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, CloudError> {
+        Ok(self.0.lock().unwrap().objects.contains(&(bucket.into(), key.into())))
+    }
+    async fn put(&self, bucket: &str, key: &str, _body: Vec<u8>) -> Result<(), CloudError> {
+        let mut s = self.0.lock().unwrap();
+        s.writes.push(format!("PutObject {key}"));
+        s.objects.insert((bucket.into(), key.into()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cloud for Fake {
+    async fn deployer(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+    ) -> Result<Arc<dyn StackDeployer>, CloudError> {
+        Ok(Arc::new(self.clone()))
+    }
+    async fn asset_store(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+    ) -> Result<Arc<dyn AssetStore>, CloudError> {
+        Ok(Arc::new(self.clone()))
+    }
+    async fn ssm_parameter(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+        name: &str,
+    ) -> Result<Option<String>, CloudError> {
+        Ok(self.0.lock().unwrap().ssm.get(name).cloned())
+    }
+    fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
+        format!("https://{bucket}/{key}")
+    }
+}
+
+fn env() -> Environment {
+    crate::config::parse(
+        "t.yaml",
+        "version: \"1.0\"\nbuild:\n  commands: [\"true\"]\nenvironments:\n  - name: dev\n    account: \"111111111111\"\n    region: us-east-1\n    stacks: [{name: A}]\n",
+    )
+    .unwrap()
+    .environments
+    .remove(0)
+}
+
+/// A stack whose template has one resource per `resources` entry and an output `Out` = `value`.
+fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str) -> Stack {
+    let res: serde_json::Map<String, serde_json::Value> = resources
+        .iter()
+        .map(|r| (r.to_string(), json!({"Type": "AWS::SQS::Queue", "Properties": {"V": value}})))
+        .collect();
+    let template = json!({"Resources": res, "Outputs": {"Out": {"Value": value}},
+        "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version"}}});
+    let path = dir.join(format!("{name}.template.json"));
+    std::fs::write(&path, template.to_string()).unwrap();
+    let code = dir.join(format!("{name}-code"));
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("index.js"), value).unwrap();
+    Stack {
+        id: name.into(),
+        stack_name: name.into(),
+        display_name: name.into(),
+        environment: "aws://unknown-account/unknown-region".into(),
+        template_path: path,
+        properties: StackProperties {
+            template_file: format!("{name}.template.json"),
+            assume_role_arn: Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/deploy".into()),
+            requires_bootstrap_stack_version: Some(6),
+            bootstrap_stack_version_ssm_parameter: Some("/cdk-bootstrap/hnb659fds/version".into()),
+            tags: BTreeMap::from([("team".to_owned(), "x".to_owned())]),
+            ..Default::default()
+        },
+        dependencies: deps.iter().map(|d| d.to_string()).collect(),
+        file_assets: vec![FileAsset {
+            id: format!("{name}{value}"),
+            display_name: format!("{name}/Code"),
+            path: code,
+            packaging: Packaging::Zip,
+            destinations: vec![FileDestination {
+                bucket_name: "assets-${AWS::AccountId}-${AWS::Region}".into(),
+                object_key: format!("{name}-{value}.zip"),
+                region: None,
+                assume_role_arn: None,
+            }],
+        }],
+        docker_assets: vec![],
+        assets_bootstrap: None,
+    }
+}
+
+fn plan_of(stacks: Vec<Stack>) -> Vec<PlannedStack> {
+    let asm = CloudAssembly { dir: Default::default(), version: "55.0.0".into(), stacks };
+    let refs: Vec<crate::config::StackRef> = asm
+        .stacks
+        .iter()
+        .map(|s| crate::config::StackRef { name: s.stack_name.clone(), path: None, depends_on: vec![] })
+        .collect();
+    select::plan(&asm, "dev", &refs, &[]).unwrap()
+}
+
+fn options(method: Method) -> DeployOptions {
+    DeployOptions {
+        method,
+        progress: false,
+        poll_min: Duration::from_millis(1),
+        poll_max: Duration::from_millis(5),
+        run_id: "r1".into(),
+        ..Default::default()
+    }
+}
+
+fn outcomes(r: &DeployReport) -> Vec<(&str, &StackOutcome)> {
+    r.stacks.iter().map(|s| (s.stack_name.as_str(), &s.outcome)).collect()
+}
+
+#[tokio::test]
+async fn deploys_in_order_then_skips_unchanged_without_any_write() {
+    for method in [Method::Direct, Method::ChangeSet] {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::bootstrapped();
+        let stacks =
+            vec![stack(tmp.path(), "B", &["A"], &["Q"], "b1"), stack(tmp.path(), "A", &[], &["Q"], "a1")];
+        let report =
+            deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks.clone()), &options(method)).await;
+        assert!(report.success(), "{:?}", report.failures());
+        assert_eq!(outcomes(&report), [("A", &StackOutcome::Deployed), ("B", &StackOutcome::Deployed)]);
+        assert_eq!(report.outputs["A"]["Out"], "a1");
+        assert_eq!(report.outputs.keys().collect::<Vec<_>>(), ["A", "B"]);
+        let writes = fake.writes();
+        let a = writes.iter().position(|w| w.ends_with(" A") || w == "ExecuteChangeSet").unwrap();
+        let b = writes.iter().position(|w| w.ends_with(" B")).unwrap();
+        assert!(a < b, "{writes:?}");
+        assert!(writes.contains(&"PutObject A-a1.zip".to_owned()), "{writes:?}");
+
+        let before = fake.writes().len();
+        let again = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks), &options(method)).await;
+        assert_eq!(outcomes(&again), [("A", &StackOutcome::Unchanged), ("B", &StackOutcome::Unchanged)]);
+        assert_eq!(again.outputs["B"]["Out"], "b1");
+        assert_eq!(
+            fake.writes().len(),
+            before,
+            "a no-op deploy writes nothing: {:?}",
+            &fake.writes()[before..]
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_resource_is_named_and_dependents_do_not_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::bootstrapped();
+    fake.0.lock().unwrap().failing.insert("BadQueue".into());
+    let stacks = vec![
+        stack(tmp.path(), "A", &[], &["GoodQueue", "BadQueue"], "a"),
+        stack(tmp.path(), "B", &["A"], &["Q"], "b"),
+    ];
+    let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks), &options(Method::Direct)).await;
+    assert!(!report.success());
+    let StackOutcome::Failed { message, resource, final_status } = &report.stacks[0].outcome else {
+        panic!("{report:?}")
+    };
+    assert_eq!(
+        message,
+        "stack A failed: resource BadQueue (AWS::SQS::Queue) CREATE_FAILED: Resource handler returned message: \"Invalid request\"; the stack rolled back (ROLLBACK_COMPLETE), undoing GoodQueue"
+    );
+    assert_eq!(resource.as_ref().unwrap().logical_id, "BadQueue");
+    assert_eq!(final_status.as_deref(), Some("ROLLBACK_COMPLETE"));
+    assert_eq!(
+        report.stacks[1].outcome,
+        StackOutcome::NotStarted { reason: "it depends on A, which did not deploy".into() }
+    );
+    assert!(!fake.writes().iter().any(|w| w.ends_with(" B")));
+
+    // Next run: A sits in ROLLBACK_COMPLETE, so it is deleted and created again.
+    fake.0.lock().unwrap().failing.clear();
+    let stacks = vec![
+        stack(tmp.path(), "A", &[], &["GoodQueue", "BadQueue"], "a"),
+        stack(tmp.path(), "B", &["A"], &["Q"], "b"),
+    ];
+    let report = deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks), &options(Method::Direct)).await;
+    assert!(report.success(), "{:?}", report.failures());
+    let writes = fake.writes();
+    let del = writes.iter().position(|w| w.starts_with("DeleteStack")).unwrap();
+    assert!(writes[del + 1..].contains(&"CreateStack A".to_owned()), "{writes:?}");
+}
+
+#[tokio::test]
+async fn bootstrap_is_checked_with_the_exact_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (ssm, expect) in [
+        (
+            None,
+            "aws://111111111111/us-east-1 is not bootstrapped for stack A (SSM parameter /cdk-bootstrap/hnb659fds/version does not exist); run `cdk bootstrap aws://111111111111/us-east-1`",
+        ),
+        (
+            Some("5"),
+            "stack A needs bootstrap version 6 or newer in aws://111111111111/us-east-1, but /cdk-bootstrap/hnb659fds/version says 5; run `cdk bootstrap aws://111111111111/us-east-1` to upgrade it",
+        ),
+    ] {
+        let fake = Fake::default();
+        if let Some(v) = ssm {
+            fake.0.lock().unwrap().ssm.insert("/cdk-bootstrap/hnb659fds/version".into(), v.into());
+        }
+        let report = deploy_plan(
+            Arc::new(fake.clone()),
+            &env(),
+            plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]),
+            &options(Method::Direct),
+        )
+        .await;
+        assert_eq!(report.failures(), [expect]);
+        assert!(fake.writes().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn dry_run_describes_changes_and_executes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::bootstrapped();
+    deploy_plan(
+        Arc::new(fake.clone()),
+        &env(),
+        plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]),
+        &options(Method::Direct),
+    )
+    .await;
+    let dry = DeployOptions { dry_run: true, ..options(Method::ChangeSet) };
+    let report = deploy_plan(
+        Arc::new(fake.clone()),
+        &env(),
+        plan_of(vec![stack(tmp.path(), "A", &[], &["Q", "Role"], "a2")]),
+        &dry,
+    )
+    .await;
+    let StackOutcome::Planned { changes } = &report.stacks[0].outcome else { panic!("{report:?}") };
+    assert_eq!(
+        summarize_changes(changes).lines().next().unwrap(),
+        "1 to add, 1 to modify, 0 to replace, 0 to delete"
+    );
+    assert!(!fake.writes().contains(&"ExecuteChangeSet".to_owned()));
+    assert_eq!(fake.0.lock().unwrap().stacks["A"].0.outputs["Out"], "a");
+}
+
+#[test]
+fn environment_mismatch_and_placeholders() {
+    let mut s = stack(tempfile::tempdir().unwrap().path(), "A", &[], &["Q"], "a");
+    let t = resolve_target(&env(), &s).ok().unwrap();
+    assert_eq!(t.deploy_role.as_deref(), Some("arn:aws:iam::111111111111:role/deploy"));
+    s.environment = "aws://222222222222/us-east-1".into();
+    let err = resolve_target(&env(), &s).err().unwrap().message;
+    assert!(err.starts_with("stack A is bound to aws://222222222222/us-east-1 but environment dev is aws://111111111111/us-east-1"), "{err}");
+    let mut e = env();
+    e.role = Some("arn:aws:iam::111111111111:role/custom".into());
+    s.environment = "aws://111111111111/unknown-region".into();
+    let t = resolve_target(&e, &s).ok().unwrap();
+    assert_eq!(
+        (t.deploy_role.as_deref(), t.exec_role),
+        (Some("arn:aws:iam::111111111111:role/custom"), None)
+    );
+}
+
+#[test]
+fn polling_backs_off_to_the_cap() {
+    let mut d = Duration::from_millis(100);
+    let mut seen = vec![];
+    for _ in 0..12 {
+        seen.push(d.as_millis());
+        d = next_delay(d, Duration::from_secs(5));
+    }
+    assert_eq!(&seen[..4], [100, 150, 225, 337]);
+    assert_eq!(*seen.last().unwrap(), 5000);
+}
+
+mod sdk {
+    //! The change-set path on the real aws-sdk-cloudformation client, answered by aws-smithy-mocks.
+    use super::*;
+    use aws_sdk_cloudformation::Client;
+    use aws_sdk_cloudformation::operation::create_change_set::{CreateChangeSetError, CreateChangeSetOutput};
+    use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+    use aws_sdk_cloudformation::operation::get_template::GetTemplateOutput;
+    use aws_sdk_cloudformation::types::{ChangeSetStatus, Stack as CfnStack, StackStatus};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_types::error::ErrorMetadata;
+
+    #[derive(Clone)]
+    struct MockCloud {
+        cf: Arc<cloud::SdkStackDeployer>,
+        fake: Fake,
+    }
+
+    #[async_trait]
+    impl Cloud for MockCloud {
+        async fn deployer(&self, _r: Option<&str>, _g: &str) -> Result<Arc<dyn StackDeployer>, CloudError> {
+            Ok(self.cf.clone())
+        }
+        async fn asset_store(&self, _r: Option<&str>, _g: &str) -> Result<Arc<dyn AssetStore>, CloudError> {
+            Ok(Arc::new(self.fake.clone()))
+        }
+        async fn ssm_parameter(
+            &self,
+            _r: Option<&str>,
+            _g: &str,
+            _n: &str,
+        ) -> Result<Option<String>, CloudError> {
+            Ok(Some("30".into()))
+        }
+        fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
+            format!("https://{bucket}/{key}")
+        }
+    }
+
+    #[tokio::test]
+    async fn throttled_change_set_is_retried_and_no_changes_is_success() {
+        let tmp = tempfile::tempdir().unwrap();
+        let describe = mock!(Client::describe_stacks).then_output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(
+                    CfnStack::builder()
+                        .stack_name("A")
+                        .stack_id("arn:stack/A/1")
+                        .stack_status(StackStatus::UpdateComplete)
+                        .outputs(
+                            aws_sdk_cloudformation::types::Output::builder()
+                                .output_key("Out")
+                                .output_value("old")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+        let template = mock!(Client::get_template)
+            .then_output(|| GetTemplateOutput::builder().template_body("{\"Resources\":{}}").build());
+        let create = mock!(Client::create_change_set)
+            .sequence()
+            .error(|| {
+                CreateChangeSetError::generic(
+                    ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build(),
+                )
+            })
+            .times(2)
+            .output(|| {
+                CreateChangeSetOutput::builder().id("arn:changeSet/x").stack_id("arn:stack/A/1").build()
+            })
+            .build();
+        let describe_cs = mock!(Client::describe_change_set).then_output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::Failed)
+                .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+                .build()
+        });
+        let delete_cs =
+            mock!(Client::delete_change_set).then_output(|| DeleteChangeSetOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_cloudformation,
+            RuleMode::MatchAny,
+            [&describe, &template, &create, &describe_cs, &delete_cs],
+            |b| b.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1))
+            )
+        );
+        let cloud =
+            MockCloud { cf: Arc::new(cloud::SdkStackDeployer { client }), fake: Fake::bootstrapped() };
+        let report = deploy_plan(
+            Arc::new(cloud),
+            &env(),
+            plan_of(vec![stack(tmp.path(), "A", &[], &["Q"], "a")]),
+            &options(Method::ChangeSet),
+        )
+        .await;
+        assert!(report.success(), "{:?}", report.failures());
+        assert_eq!(report.stacks[0].outcome, StackOutcome::NoChanges);
+        assert_eq!(report.outputs["A"]["Out"], "old");
+        assert_eq!(create.num_calls(), 3, "two throttled attempts, then success");
+        assert_eq!(delete_cs.num_calls(), 1, "the empty change set is cleaned up");
+    }
+}
