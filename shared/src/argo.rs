@@ -1,1 +1,0 @@
-//! Argo Workflows types and the renderer from a `Plan` to a `WorkflowTemplate`.

@@ -1,0 +1,511 @@
+//! The renderer: `Plan` -> Argo `WorkflowTemplate`, and its YAML/JSON serialization.
+//!
+//! Shape of the output:
+//! - `main` (entrypoint) is a DAG: `validate` -> `build` -> `pipeline` -> for each environment in order
+//!   [`approve-<env>` (suspend)] -> `env-<env>`; `finalize` runs as the workflow's `onExit`.
+//! - `env-<env>` is a DAG holding `deploy-<env>` -> [`test-<env>`] under the mutex
+//!   `aphex-<pipeline>-<env>`: two runs never deploy or test one environment at once, and queued runs
+//!   take the lock in creation order. The approval gate sits before the lock, so a run waiting for a
+//!   human does not block the environment.
+//! - Container templates run `aphex step ...` in the runner image with resource requests, the env's
+//!   region/account variables, and `retryStrategy` with `retryPolicy: OnError` (pod or node failures,
+//!   never a step that exited non-zero).
+//! - `deploy-<env>` exposes the stack outputs file as the output parameter `outputs`; `test-<env>` gets
+//!   it as an input parameter, written back to the same file path by a raw input artifact, so the test
+//!   step reads the file the same way in Argo and in the local runner.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    API_VERSION, Arguments, Artifact, Backoff, Container, DagTask, DagTemplate, EnvVar, Inputs, Metadata,
+    Mutex, ObjectMeta, Outputs, Parameter, PodGc, RawArtifact, Resources, RetryStrategy, SuspendTemplate,
+    Synchronization, Template, TtlStrategy, ValueFrom, WorkflowSpec, WorkflowTemplate, keys,
+};
+use crate::config::Config;
+use crate::plan::{Arg, OUTPUTS_FILE, Param, Plan, Stage, StageKind};
+
+/// Name of the DAG entrypoint template.
+pub const ENTRYPOINT: &str = "main";
+/// Name of the output parameter of a deploy template (and input parameter of a test template).
+pub const OUTPUTS_PARAMETER: &str = "outputs";
+
+/// Run-independent inputs of a render besides the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// SHA-256 (hex) of the canonical config, see [`config_sha256`].
+    pub config_sha256: String,
+    /// The commit the config came from; `None` renders `unknown`.
+    pub commit: Option<String>,
+    /// Default of the `repo-url` argument (from `pipeline.repository`).
+    pub repo_url: Option<String>,
+    /// Default of the `branch` argument (the first branch filter when it is not a glob).
+    pub default_branch: Option<String>,
+}
+
+impl RenderOptions {
+    /// Options for `config`: its hash, its repository URL and default branch.
+    pub fn for_config(config: &Config, commit: Option<String>) -> Self {
+        let default_branch =
+            config.pipeline.branches.first().filter(|b| !b.contains(['*', '?', '[', '{'])).cloned();
+        RenderOptions {
+            config_sha256: config_sha256(config),
+            commit,
+            repo_url: config.pipeline.repository.as_ref().map(|r| format!("https://github.com/{r}.git")),
+            default_branch,
+        }
+    }
+}
+
+/// Why a plan could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "commit `{0}` is not a git commit SHA: pass 7 to 40 lower-case hex digits (e.g. `git rev-parse HEAD`)"
+    )]
+    InvalidCommit(String),
+    #[error("config hash `{0}` is not a SHA-256 hex digest (64 lower-case hex digits)")]
+    InvalidConfigHash(String),
+}
+
+/// SHA-256 of the config's canonical JSON form: formatting and comments of the YAML file do not change
+/// it, any field that changes the pipeline does.
+pub fn config_sha256(config: &Config) -> String {
+    // Serializing a plain data model to a Vec cannot fail; an empty input would still hash.
+    let canonical = serde_json::to_vec(config).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
+/// Renders the plan as a WorkflowTemplate.
+pub fn render(plan: &Plan, opts: &RenderOptions) -> Result<WorkflowTemplate, RenderError> {
+    let is_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if opts.config_sha256.len() != 64 || !is_hex(&opts.config_sha256) {
+        return Err(RenderError::InvalidConfigHash(opts.config_sha256.clone()));
+    }
+    let commit = match &opts.commit {
+        Some(c) if (7..=40).contains(&c.len()) && is_hex(c) => c.clone(),
+        Some(c) => return Err(RenderError::InvalidCommit(c.clone())),
+        None => "unknown".to_owned(),
+    };
+
+    let pipeline_label = BTreeMap::from([(keys::PIPELINE.to_owned(), plan.pipeline.clone())]);
+    let mut labels = pipeline_label.clone();
+    labels.insert(keys::MANAGED_BY.into(), "aphex".into());
+    labels.insert(keys::CONFIG_SHA256.into(), opts.config_sha256[..32].to_owned());
+    labels.insert(keys::GENERATED_FROM_COMMIT.into(), commit.clone());
+    let annotations = BTreeMap::from([
+        (keys::CONFIG_SHA256.to_owned(), opts.config_sha256.clone()),
+        (keys::GENERATED_FROM_COMMIT.to_owned(), commit),
+        (keys::APHEX_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        (
+            "workflows.argoproj.io/description".to_owned(),
+            format!(
+                "AphexPipeline `{}`: validate, build, self-update, then deploy {}. Generated from \
+                 aphex-config.yaml by aphex; do not edit by hand.",
+                plan.pipeline,
+                plan.environments.join(" -> ")
+            ),
+        ),
+    ]);
+
+    let mut templates = Vec::with_capacity(plan.stages.len() + plan.environments.len() + 2);
+    templates.push(main_dag(plan));
+    for env in &plan.environments {
+        templates.push(env_dag(plan, env));
+    }
+    for stage in plan.stages.iter().chain(std::iter::once(&plan.finalize)) {
+        templates.push(stage_template(plan, stage));
+    }
+
+    Ok(WorkflowTemplate {
+        api_version: API_VERSION.into(),
+        kind: "WorkflowTemplate".into(),
+        metadata: ObjectMeta {
+            name: plan.pipeline.clone(),
+            namespace: Some(plan.namespace.clone()),
+            labels,
+            annotations,
+        },
+        spec: WorkflowSpec {
+            entrypoint: ENTRYPOINT.into(),
+            arguments: Arguments { parameters: workflow_arguments(opts) },
+            service_account_name: plan.service_account.clone(),
+            active_deadline_seconds: plan.timeout_seconds,
+            // Failed pods stay for their logs until the workflow's TTL removes them.
+            pod_gc: PodGc { strategy: "OnPodSuccess".into() },
+            ttl_strategy: TtlStrategy {
+                seconds_after_success: 3 * 86_400,
+                seconds_after_failure: 7 * 86_400,
+            },
+            on_exit: plan.finalize.id.clone(),
+            workflow_metadata: Some(Metadata {
+                labels: pipeline_label.clone(),
+                annotations: BTreeMap::new(),
+            }),
+            pod_metadata: Some(Metadata { labels: pipeline_label, annotations: BTreeMap::new() }),
+            templates,
+        },
+    })
+}
+
+fn workflow_arguments(opts: &RenderOptions) -> Vec<Parameter> {
+    Param::WORKFLOW_ARGUMENTS
+        .iter()
+        .filter_map(|p| {
+            let name = p.argument_name()?;
+            let (value, description) = match p {
+                Param::RepoUrl => (opts.repo_url.clone(), "Clone URL of the repository"),
+                Param::CommitSha => (None, "The commit to build and deploy (full SHA)"),
+                Param::Branch => (opts.default_branch.clone(), "The pushed branch"),
+                Param::DeliveryId => (Some("manual".into()), "GitHub delivery id of the triggering webhook"),
+                Param::Pusher => (Some("manual".into()), "Who pushed the commit"),
+                Param::RunId | Param::RunStatus => return None,
+            };
+            Some(Parameter {
+                name: name.into(),
+                value,
+                value_from: None,
+                description: Some(description.into()),
+            })
+        })
+        .collect()
+}
+
+/// The Argo expression for a run placeholder.
+fn argo_expression(p: Param) -> String {
+    match p.argument_name() {
+        Some(name) => format!("{{{{workflow.parameters.{name}}}}}"),
+        None if p == Param::RunId => "{{workflow.name}}".into(),
+        None => "{{workflow.status}}".into(),
+    }
+}
+
+/// The main DAG task (or env group) standing for a stage.
+fn main_task_of(stage: &Stage) -> String {
+    match &stage.kind {
+        StageKind::Deploy { env, .. } | StageKind::Test { env } => env_group(env),
+        _ => stage.id.clone(),
+    }
+}
+
+fn env_group(env: &str) -> String {
+    format!("env-{env}")
+}
+
+fn depends_expr(names: Vec<String>) -> Option<String> {
+    let mut uniq: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !uniq.contains(&n) {
+            uniq.push(n);
+        }
+    }
+    (!uniq.is_empty()).then(|| uniq.join(" && "))
+}
+
+fn main_dag(plan: &Plan) -> Template {
+    let mut tasks: Vec<DagTask> = Vec::new();
+    for stage in &plan.stages {
+        let task = main_task_of(stage);
+        if tasks.iter().any(|t| t.name == task) {
+            continue;
+        }
+        // An env group waits for what its first stage (the deploy) waits for, outside the group.
+        let deps = stage
+            .depends_on
+            .iter()
+            .filter_map(|d| plan.stage(d))
+            .map(main_task_of)
+            .filter(|d| *d != task)
+            .collect();
+        tasks.push(DagTask {
+            name: task.clone(),
+            template: task,
+            depends: depends_expr(deps),
+            arguments: None,
+        });
+    }
+    Template { name: ENTRYPOINT.into(), dag: Some(DagTemplate { tasks }), ..Default::default() }
+}
+
+fn env_dag(plan: &Plan, env: &str) -> Template {
+    let group = env_group(env);
+    let members: Vec<&Stage> =
+        plan.stages.iter().filter(|s| main_task_of(s) == group && s.env_name() == Some(env)).collect();
+    let tasks = members
+        .iter()
+        .map(|stage| {
+            let deps =
+                stage.depends_on.iter().filter(|d| members.iter().any(|m| &m.id == *d)).cloned().collect();
+            let arguments = match &stage.kind {
+                StageKind::Test { .. } => {
+                    let deploy = stage.depends_on.iter().find(|d| d.starts_with("deploy-")).cloned();
+                    deploy.map(|d| Arguments {
+                        parameters: vec![Parameter {
+                            name: OUTPUTS_PARAMETER.into(),
+                            value: Some(format!("{{{{tasks.{d}.outputs.parameters.{OUTPUTS_PARAMETER}}}}}")),
+                            ..Default::default()
+                        }],
+                    })
+                }
+                _ => None,
+            };
+            DagTask {
+                name: stage.id.clone(),
+                template: stage.id.clone(),
+                depends: depends_expr(deps),
+                arguments,
+            }
+        })
+        .collect();
+    Template {
+        name: group,
+        metadata: Some(env_metadata("environment", env)),
+        synchronization: Some(Synchronization { mutexes: vec![Mutex { name: plan.mutex_name(env) }] }),
+        dag: Some(DagTemplate { tasks }),
+        ..Default::default()
+    }
+}
+
+fn env_metadata(stage: &str, env: &str) -> Metadata {
+    Metadata {
+        labels: BTreeMap::from([
+            (keys::STAGE.to_owned(), stage.to_owned()),
+            (keys::ENVIRONMENT.to_owned(), env.to_owned()),
+        ]),
+        annotations: BTreeMap::new(),
+    }
+}
+
+/// (cpu request, memory request, memory limit) per stage kind. Build and deploy run user tooling
+/// (npm, the CDK CLI's synth); the others only run `aphex`.
+fn resources(kind: &StageKind) -> Resources {
+    let (cpu, mem, limit) = match kind {
+        StageKind::Build | StageKind::Deploy { .. } => ("1", "2Gi", "4Gi"),
+        StageKind::Pipeline | StageKind::Test { .. } => ("500m", "1Gi", "2Gi"),
+        StageKind::Validate | StageKind::Finalize | StageKind::Approval { .. } => ("100m", "256Mi", "512Mi"),
+    };
+    Resources {
+        requests: BTreeMap::from([("cpu".to_owned(), cpu.to_owned()), ("memory".to_owned(), mem.to_owned())]),
+        limits: BTreeMap::from([("memory".to_owned(), limit.to_owned())]),
+    }
+}
+
+fn stage_label(kind: &StageKind) -> &'static str {
+    match kind {
+        StageKind::Validate => "validate",
+        StageKind::Build => "build",
+        StageKind::Pipeline => "pipeline",
+        StageKind::Approval { .. } => "approval",
+        StageKind::Deploy { .. } => "deploy",
+        StageKind::Test { .. } => "test",
+        StageKind::Finalize => "finalize",
+    }
+}
+
+fn stage_template(plan: &Plan, stage: &Stage) -> Template {
+    let label = stage_label(&stage.kind);
+    let metadata = Some(match stage.env_name() {
+        Some(env) => env_metadata(label, env),
+        None => Metadata {
+            labels: BTreeMap::from([(keys::STAGE.to_owned(), label.to_owned())]),
+            annotations: BTreeMap::new(),
+        },
+    });
+    if let StageKind::Approval { .. } = stage.kind {
+        return Template {
+            name: stage.id.clone(),
+            metadata,
+            suspend: Some(SuspendTemplate {}),
+            ..Default::default()
+        };
+    }
+
+    let mut argv = stage.args.iter().map(|a| match a {
+        Arg::Literal(s) => s.clone(),
+        Arg::Param(p) => argo_expression(*p),
+    });
+    let command: Vec<String> = argv.next().into_iter().collect();
+    let args: Vec<String> = argv.collect();
+
+    let mut env = vec![EnvVar { name: "APHEX_PIPELINE".into(), value: plan.pipeline.clone() }];
+    if let Some(bucket) = &plan.artifact_bucket {
+        env.push(EnvVar { name: "APHEX_ARTIFACT_BUCKET".into(), value: bucket.clone() });
+    }
+    env.extend(stage.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: v.clone() }));
+
+    let (inputs, outputs) = match &stage.kind {
+        StageKind::Deploy { .. } => (
+            None,
+            Some(Outputs {
+                parameters: vec![Parameter {
+                    name: OUTPUTS_PARAMETER.into(),
+                    value_from: Some(ValueFrom { path: OUTPUTS_FILE.into(), default: Some("{}".into()) }),
+                    description: Some(
+                        "Stack outputs of this environment as JSON: {stack: {key: value}}".into(),
+                    ),
+                    ..Default::default()
+                }],
+            }),
+        ),
+        StageKind::Test { .. } => (
+            Some(Inputs {
+                parameters: vec![Parameter { name: OUTPUTS_PARAMETER.into(), ..Default::default() }],
+                artifacts: vec![Artifact {
+                    name: OUTPUTS_PARAMETER.into(),
+                    path: OUTPUTS_FILE.into(),
+                    raw: RawArtifact { data: format!("{{{{inputs.parameters.{OUTPUTS_PARAMETER}}}}}") },
+                }],
+            }),
+            None,
+        ),
+        _ => (None, None),
+    };
+
+    Template {
+        name: stage.id.clone(),
+        metadata,
+        inputs,
+        outputs,
+        synchronization: None,
+        retry_strategy: Some(RetryStrategy {
+            limit: "3".into(),
+            retry_policy: "OnError".into(),
+            backoff: Backoff { duration: "10s".into(), factor: "2".into(), max_duration: "5m".into() },
+        }),
+        active_deadline_seconds: stage.timeout_seconds.map(|s| s.to_string()),
+        dag: None,
+        suspend: None,
+        container: Some(Container {
+            image: plan.image.clone(),
+            command,
+            args,
+            env,
+            resources: resources(&stage.kind),
+        }),
+    }
+}
+
+/// YAML, as `kubectl apply -f` takes it.
+pub fn to_yaml(template: &WorkflowTemplate) -> String {
+    // Plain structs of strings, numbers, maps and lists always serialize.
+    serde_yaml_ng::to_string(template).unwrap_or_default()
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn to_json(template: &WorkflowTemplate) -> String {
+    let mut s = serde_json::to_string_pretty(template).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan;
+
+    const CONFIG: &str = r#"
+version: "1.0"
+pipeline: { name: shop, repository: acme/shop, artifactBucket: acme-artifacts }
+build: { commands: [npm ci, npm run build] }
+environments:
+  - name: dev
+    region: us-east-1
+    account: "111111111111"
+    stacks: [{ name: Net }, { name: App, dependsOn: [Net] }]
+    tests: { commands: [npm test] }
+  - name: prod
+    region: eu-west-1
+    account: "222222222222"
+    approval: manual
+    stacks: [{ name: App }]
+"#;
+
+    fn rendered(commit: Option<&str>) -> Result<WorkflowTemplate, RenderError> {
+        let config = crate::config::parse("c.yaml", CONFIG).unwrap_or_else(|d| panic!("{d:?}"));
+        let opts = RenderOptions::for_config(&config, commit.map(str::to_owned));
+        render(&plan::build(&config), &opts)
+    }
+
+    fn tpl(commit: Option<&str>) -> WorkflowTemplate {
+        rendered(commit).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn main_dag_chains_stages_and_env_groups() {
+        let t = tpl(None);
+        let main = t.spec.template(ENTRYPOINT).and_then(|t| t.dag.clone()).unwrap_or_default();
+        let got: Vec<(String, Option<String>)> =
+            main.tasks.into_iter().map(|t| (t.name, t.depends)).collect();
+        let want = [
+            ("validate", None),
+            ("build", Some("validate")),
+            ("pipeline", Some("build")),
+            ("env-dev", Some("pipeline")),
+            ("approve-prod", Some("env-dev")),
+            ("env-prod", Some("approve-prod")),
+        ];
+        let want: Vec<(String, Option<String>)> =
+            want.iter().map(|(a, b)| (a.to_string(), b.map(str::to_owned))).collect();
+        assert_eq!(got, want);
+        assert_eq!(t.spec.on_exit, "finalize");
+    }
+
+    #[test]
+    fn env_group_holds_the_mutex_and_passes_outputs_to_tests() {
+        let t = tpl(None);
+        let dev = t.spec.template("env-dev").cloned().unwrap_or_default();
+        assert_eq!(dev.synchronization.map(|s| s.mutexes[0].name.clone()).as_deref(), Some("aphex-shop-dev"));
+        let tasks = dev.dag.unwrap_or_default().tasks;
+        assert_eq!(tasks[1].name, "test-dev");
+        assert_eq!(tasks[1].depends.as_deref(), Some("deploy-dev"));
+        let value = tasks[1].arguments.as_ref().and_then(|a| a.parameters[0].value.clone());
+        assert_eq!(value.as_deref(), Some("{{tasks.deploy-dev.outputs.parameters.outputs}}"));
+        let deploy = t.spec.template("deploy-dev").cloned().unwrap_or_default();
+        let c = deploy.container.unwrap_or_default();
+        assert_eq!(c.command, ["aphex"]);
+        assert_eq!(&c.args[..4], ["step", "deploy", "--env", "dev"]);
+        assert!(c.args.contains(&"{{workflow.parameters.commit-sha}}".to_owned()));
+        assert!(c.env.contains(&EnvVar { name: "AWS_REGION".into(), value: "us-east-1".into() }));
+        assert!(
+            c.env.contains(&EnvVar { name: "APHEX_ARTIFACT_BUCKET".into(), value: "acme-artifacts".into() })
+        );
+        assert_eq!(deploy.retry_strategy.map(|r| r.retry_policy).as_deref(), Some("OnError"));
+        assert!(
+            t.spec.template("approve-prod").is_some_and(|a| a.suspend.is_some() && a.container.is_none())
+        );
+    }
+
+    #[test]
+    fn labels_and_arguments() {
+        let t = tpl(Some("0123456789abcdef0123456789abcdef01234567"));
+        let l = &t.metadata.labels;
+        assert_eq!(l[keys::GENERATED_FROM_COMMIT], "0123456789abcdef0123456789abcdef01234567");
+        assert_eq!(l[keys::CONFIG_SHA256].len(), 32);
+        assert_eq!(t.metadata.annotations[keys::CONFIG_SHA256].len(), 64);
+        let names: Vec<&str> = t.spec.arguments.parameters.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["repo-url", "commit-sha", "branch", "delivery-id", "pusher"]);
+        assert_eq!(t.spec.arguments.parameters[0].value.as_deref(), Some("https://github.com/acme/shop.git"));
+        assert_eq!(t.spec.arguments.parameters[2].value.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn bad_commit_is_refused() {
+        assert_eq!(rendered(Some("HEAD; rm -rf")), Err(RenderError::InvalidCommit("HEAD; rm -rf".into())));
+    }
+
+    #[test]
+    fn deterministic_yaml_and_json() {
+        assert_eq!(to_yaml(&tpl(None)), to_yaml(&tpl(None)));
+        let back: WorkflowTemplate =
+            serde_json::from_str(&to_json(&tpl(None))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, tpl(None));
+    }
+
+    #[test]
+    fn rendered_template_satisfies_the_strict_argo_schema() {
+        let value = serde_json::to_value(tpl(Some("abcdef1"))).unwrap_or_default();
+        let result = crate::argo::validate_workflow_template(&value);
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
