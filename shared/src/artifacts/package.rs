@@ -22,13 +22,16 @@ pub struct Selected {
     pub abs: PathBuf,
 }
 
-/// The files to package under `root`, sorted: everything except `.git` when `include` is empty, otherwise
+/// Top-level folders never packaged: git's database and aphex's own scratch space (run state, assemblies).
+const EXCLUDED: [&str; 2] = [".git", ".aphex"];
+
+/// The files to package under `root`, sorted: everything except `.git` (and `.aphex`) when `include` is empty, otherwise
 /// what the patterns name (a file, a folder and all below it, or a glob).
 pub fn select_files(root: &Path, include: &[String]) -> Result<Vec<Selected>, ArtifactError> {
     let set = include_set(include)?;
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
-    for entry in walker.filter_entry(|e| !(e.depth() == 1 && e.file_name() == ".git")) {
+    for entry in walker.filter_entry(|e| !(e.depth() == 1 && EXCLUDED.iter().any(|x| e.file_name() == *x))) {
         let entry = entry.map_err(|e| ArtifactError::Io {
             path: e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf()),
             source: e.into_io_error().unwrap_or_else(|| io::Error::other("walk error")),
@@ -357,6 +360,7 @@ mod tests {
     fn selection_defaults_to_everything_but_git_and_honours_patterns() {
         let dir = tree(&[
             (".git/HEAD", b"ref"),
+            (".aphex/runs/r1/store/x", b"old"),
             ("cdk.json", b"{}"),
             ("lib/a.ts", b"a"),
             ("lib/deep/b.ts", b"b"),

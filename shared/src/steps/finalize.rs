@@ -234,6 +234,14 @@ pub struct EventBridgePublisher {
     pub bus: Option<String>,
 }
 
+impl EventBridgePublisher {
+    /// A client from the default credential chain; honours `AWS_ENDPOINT_URL`.
+    pub async fn from_env(bus: Option<String>) -> Self {
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self { client: aws_sdk_eventbridge::Client::new(&shared), bus }
+    }
+}
+
 #[async_trait::async_trait]
 impl EventPublisher for EventBridgePublisher {
     async fn publish(&self, detail_type: &str, detail: &serde_json::Value) -> Result<(), String> {

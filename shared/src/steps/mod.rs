@@ -6,6 +6,7 @@
 //! other only through the store: each writes a [`StageRecord`] under `runs/<run-id>/stages/`, which the
 //! later steps read (build → artifact location, deploy → outputs) and `finalize` turns into the run record.
 
+pub mod adapters;
 pub mod build;
 pub mod deploy;
 pub mod finalize;
