@@ -264,3 +264,158 @@ pub fn summary_table(summary: &RunSummary) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::steps::deploy::ScriptedDeployer;
+    use crate::steps::shell::MemorySink;
+    use crate::steps::{DeployOutcome, StackRecord};
+
+    struct Accounts;
+
+    #[async_trait::async_trait]
+    impl Identity for Accounts {
+        async fn account_for(&self, env: &crate::config::Environment, _run: &str) -> Result<String, String> {
+            Ok(env.account.clone())
+        }
+    }
+
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+
+    impl Progress for Seen {
+        fn stage_started(&self, _id: &str, _title: &str) {}
+        fn stage_finished(&self, record: &StageRecord) {
+            self.0.lock().unwrap().push(format!("{}:{:?}", record.id, record.status));
+        }
+    }
+
+    struct Refuse;
+
+    impl Approver for Refuse {
+        fn approve(&self, _env: &crate::config::Environment) -> Result<bool, String> {
+            Err("stdin is not a terminal".into())
+        }
+    }
+
+    const CONFIG: &str = r#"version: "1.0"
+build:
+  commands: ["echo built > out.txt"]
+environments:
+  - name: dev
+    region: us-east-1
+    account: "111111111111"
+    stacks: [{name: Api}]
+    tests:
+      commands: ["test \"$APHEX_OUTPUT_API_URL\" = http://dev"]
+  - name: prod
+    region: eu-west-1
+    account: "222222222222"
+    approval: manual
+    stacks: [{name: Api}]
+"#;
+
+    fn ok(url: &str) -> DeployOutcome {
+        DeployOutcome {
+            stacks: vec![StackRecord {
+                name: "Api".into(),
+                status: Status::Succeeded,
+                duration_ms: 10,
+                aws_wait_ms: 8,
+                action: Some("deployed".into()),
+                error: None,
+            }],
+            outputs: [("Api".to_owned(), [("Url".to_owned(), url.to_owned())].into_iter().collect())]
+                .into_iter()
+                .collect(),
+            synth: Duration::from_millis(3),
+            aws_wait: Duration::from_millis(8),
+            error: None,
+        }
+    }
+
+    async fn check(approver: Arc<dyn Approver>, only: &[&str]) -> (RunSummary, Vec<String>) {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("aphex-config.yaml"), CONFIG).unwrap();
+        let config = crate::config::parse("aphex-config.yaml", CONFIG).unwrap();
+        let plan = crate::plan::build(&config);
+        let state = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Seen::default());
+        let adapters = Adapters {
+            identity: Arc::new(Accounts),
+            deployer: Arc::new(ScriptedDeployer {
+                outcomes: HashMap::from([
+                    ("dev".to_owned(), ok("http://dev")),
+                    ("prod".to_owned(), ok("http://prod")),
+                ]),
+            }),
+            updater: Arc::new(crate::steps::adapters::RenderToFile { path: state.path().join("wt.yaml") }),
+            approver,
+            progress: seen.clone(),
+            sink: Arc::new(MemorySink::default()),
+        };
+        let local = LocalRun {
+            repo_dir: repo.path().to_path_buf(),
+            config_file: "aphex-config.yaml".into(),
+            only_envs: only.iter().map(|s| s.to_string()).collect(),
+            state_dir: state.path().to_path_buf(),
+            run: crate::steps::RunInfo {
+                run_id: "local-1".into(),
+                pipeline: "aphex-pipeline".into(),
+                repo_url: repo.path().display().to_string(),
+                commit_sha: "abc".into(),
+                branch: "main".into(),
+                delivery_id: Some("local".into()),
+                pusher: None,
+            },
+        };
+        let summary = run_local(&plan, &config, &local, &adapters).await.unwrap();
+        assert!(state.path().join("wt.yaml").exists() || summary.record.status == Status::Failed);
+        let seen = seen.0.lock().unwrap().clone();
+        (summary, seen)
+    }
+
+    #[tokio::test]
+    async fn every_stage_of_the_plan_runs_in_order() {
+        let (summary, seen) = check(Arc::new(AutoApprove), &[]).await;
+        assert_eq!(summary.record.reason, None);
+        assert_eq!(
+            seen,
+            [
+                "validate:Succeeded",
+                "build:Succeeded",
+                "pipeline:Succeeded",
+                "deploy-dev:Succeeded",
+                "test-dev:Succeeded",
+                "approve-prod:Succeeded",
+                "deploy-prod:Succeeded"
+            ]
+        );
+        assert_eq!(summary.record.status, Status::Succeeded);
+        assert_eq!(summary.record.trigger, "local");
+        assert_eq!(summary.record.outputs["prod"]["Api"]["Url"], "http://prod");
+        assert!(summary.overhead() <= summary.total);
+        let table = summary_table(&summary);
+        assert!(table.contains("deploy-prod") && table.contains("pipeline overhead"), "{table}");
+    }
+
+    #[tokio::test]
+    async fn a_gate_nobody_can_answer_stops_the_run_before_that_environment() {
+        let (summary, seen) = check(Arc::new(Refuse), &[]).await;
+        assert_eq!(seen.last().unwrap(), "deploy-prod:Skipped");
+        assert!(seen.contains(&"approve-prod:Failed".to_owned()), "{seen:?}");
+        assert_eq!(summary.record.failed_stage.as_deref(), Some("approve-prod"));
+        assert!(summary.record.reason.as_deref().unwrap().contains("stdin is not a terminal"));
+    }
+
+    #[tokio::test]
+    async fn only_the_selected_environments_deploy() {
+        let (summary, seen) = check(Arc::new(AutoApprove), &["dev"]).await;
+        assert!(seen.contains(&"deploy-prod:Skipped".to_owned()), "{seen:?}");
+        assert_eq!(summary.record.status, Status::Succeeded);
+        assert!(!summary.record.outputs.contains_key("prod"));
+    }
+}

@@ -103,7 +103,10 @@ impl PipelineUpdater for RenderToFile {
     ) -> Result<(String, Duration), String> {
         let clock = Instant::now();
         let plan = crate::plan::build(config);
-        let opts = crate::argo::RenderOptions::for_config(config, Some(commit_sha.to_owned()));
+        // A local work tree may have no commit yet; the template then says `unknown`.
+        let is_sha = (7..=40).contains(&commit_sha.len())
+            && commit_sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let opts = crate::argo::RenderOptions::for_config(config, is_sha.then(|| commit_sha.to_owned()));
         let template = crate::argo::render(&plan, &opts).map_err(|e| e.to_string())?;
         let json: serde_json::Value =
             serde_json::from_str(&crate::argo::to_json(&template)).map_err(|e| e.to_string())?;
