@@ -1,1 +1,0 @@
-//! Notifications: pipeline status events to Slack and SNS messages.
