@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod validate;
+
 #[derive(Debug, Parser)]
 #[command(name = "aphex", version, about = "AphexPipeline: self-modifying deployments of AWS CDK apps")]
 struct Cli {
@@ -14,12 +16,17 @@ struct Cli {
 
 // One variant per subcommand; each module owns its `Args` and `run`.
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Check an aphex-config.yaml and report every problem with its line, column and field.
+    Validate(validate::Args),
+}
 
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Validate(args) => validate::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

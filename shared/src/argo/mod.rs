@@ -37,6 +37,8 @@ pub mod keys {
     pub const STAGE: &str = "aphex.dev/stage";
     /// The environment of a pod, for deploy and test stages.
     pub const ENVIRONMENT: &str = "aphex.dev/environment";
+    /// On a deploy template: its stacks as deploy waves, JSON (`[["Net","Db"],["App"]]`).
+    pub const STACKS: &str = "aphex.dev/stacks";
     /// `app.kubernetes.io/managed-by`.
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 }

@@ -305,13 +305,23 @@ fn stage_label(kind: &StageKind) -> &'static str {
 
 fn stage_template(plan: &Plan, stage: &Stage) -> Template {
     let label = stage_label(&stage.kind);
-    let metadata = Some(match stage.env_name() {
+    let mut meta = match stage.env_name() {
         Some(env) => env_metadata(label, env),
         None => Metadata {
             labels: BTreeMap::from([(keys::STAGE.to_owned(), label.to_owned())]),
             annotations: BTreeMap::new(),
         },
-    });
+    };
+    if let StageKind::Deploy { stacks, .. } = &stage.kind {
+        // The stack DAG as deploy waves, on the pod: visible in the Argo UI, and a reorder of stacks
+        // changes the template.
+        let waves = stacks.iter().map(|s| s.wave).max().map_or(0, |w| w + 1);
+        let grouped: Vec<Vec<&str>> = (0..waves)
+            .map(|w| stacks.iter().filter(|s| s.wave == w).map(|s| s.name.as_str()).collect())
+            .collect();
+        meta.annotations.insert(keys::STACKS.to_owned(), serde_json::to_string(&grouped).unwrap_or_default());
+    }
+    let metadata = Some(meta);
     if let StageKind::Approval { .. } = stage.kind {
         return Template {
             name: stage.id.clone(),

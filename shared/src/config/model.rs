@@ -63,22 +63,24 @@ pub struct PipelineSettings {
     #[schemars(example = &"acme/payments-infra", regex(pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"))]
     pub repository: Option<String>,
 
-    /// Branch globs whose pushes start a run.
+    /// Branch globs whose pushes start a run (`*` matches within one path segment, `**` across them).
     #[serde(default = "defaults::branches")]
-    #[schemars(example = &["main", "release/*"])]
+    #[schemars(example = &["main", "release/*"], inner(length(min = 1)))]
     pub branches: Vec<String>,
 
     /// Tag globs whose pushes start a run. None by default: tag pushes are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(example = &["v*"])]
+    #[schemars(example = &["v*"], inner(length(min = 1)))]
     pub tags: Vec<String>,
 
     /// Kubernetes namespace where Argo runs the pipeline.
     #[serde(default = "defaults::namespace")]
+    #[schemars(example = &"argo", regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
     pub namespace: String,
 
     /// Kubernetes service account of the pipeline's pods (bound to an IAM role by Pod Identity or IRSA).
     #[serde(default = "defaults::service_account")]
+    #[schemars(example = &"aphex-workflow", regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"))]
     pub service_account: String,
 
     /// The runner image every pipeline pod runs (the `aphex` binary, git, Node.js, the CDK CLI).
@@ -89,6 +91,7 @@ pub struct PipelineSettings {
     /// S3 bucket for build artifacts and run records. Defaults to the bucket created by AphexPipelineStack
     /// (passed to pods as APHEX_ARTIFACT_BUCKET).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"acme-aphex-artifacts", regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
     pub artifact_bucket: Option<String>,
 
     /// What a new push does while a run is in progress.
@@ -117,11 +120,12 @@ pub enum Concurrency {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuildSettings {
     /// Shell commands run in order with `sh -c` at the repository root. The first failure stops the run.
-    #[schemars(length(min = 1), example = &["npm ci", "npm run build"])]
+    #[schemars(length(min = 1), example = &["npm ci", "npm run build"], inner(regex(pattern = r"\S")))]
     pub commands: Vec<String>,
 
     /// Environment variables for the build commands.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": ENV_NAME_PATTERN }), example = &example_env())]
     pub env: IndexMap<String, String>,
 
     /// Time limit of each build command, in minutes.
@@ -143,15 +147,17 @@ pub struct SynthSettings {
     /// The synth command, run with `sh -c`; AphexPipeline adds `-c key=value` for each context entry and
     /// `--output` with a fresh directory.
     #[serde(default = "defaults::synth_command")]
+    #[schemars(example = &"npx cdk synth", regex(pattern = r"\S"))]
     pub command: String,
 
     /// CDK context values passed as `-c key=value`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    #[schemars(example = &example_context())]
+    #[schemars(example = &example_context(), extend("propertyNames" = { "minLength": 1 }))]
     pub context: IndexMap<String, String>,
 
     /// Context keys that must be present (here or in cdk.json) before synth starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(example = &["stage"], inner(length(min = 1)))]
     pub required_context: Vec<String>,
 }
 
@@ -163,8 +169,8 @@ pub struct Environment {
     #[schemars(example = &"dev", regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"))]
     pub name: String,
 
-    /// AWS region, e.g. us-east-1.
-    #[schemars(example = &"us-east-1")]
+    /// AWS region the stacks deploy to, e.g. us-east-1.
+    #[schemars(schema_with = "super::regions::region_schema")]
     pub region: String,
 
     /// AWS account id: exactly 12 digits, quoted so YAML keeps it a string.
@@ -175,12 +181,13 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         example = &"arn:aws:iam::123456789012:role/aphex-deploy",
-        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+        regex(pattern = ROLE_ARN_PATTERN)
     )]
     pub role: Option<String>,
 
     /// A gate before this environment deploys.
     #[serde(default, skip_serializing_if = "Approval::is_none")]
+    #[schemars(extend("default" = "none"))]
     pub approval: Approval,
 
     /// The CDK stacks deployed to this environment. Listed order is the deploy order unless `dependsOn`
@@ -194,6 +201,7 @@ pub struct Environment {
 
     /// Environment variables for synth, deploy and tests of this environment.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": ENV_NAME_PATTERN }))]
     pub env: IndexMap<String, String>,
 }
 
@@ -214,7 +222,7 @@ pub enum Approval {
 pub struct StackRef {
     /// The stack's name in the cloud assembly: its stack name, display name, or a stage path pattern
     /// such as `Prod/*`.
-    #[schemars(example = &"MyAppStack")]
+    #[schemars(example = &"MyAppStack", length(min = 1, max = 256), regex(pattern = STACK_NAME_PATTERN))]
     pub name: String,
 
     /// Source file that defines the stack (documentation and graphs; synth always runs the whole app).
@@ -222,8 +230,9 @@ pub struct StackRef {
     #[schemars(example = &"lib/my-app-stack.ts")]
     pub path: Option<String>,
 
-    /// Stacks of the same environment that must deploy before this one.
+    /// Stacks of the same environment that must deploy before this one (their `name`s).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(example = &["NetworkStack"], inner(regex(pattern = STACK_NAME_PATTERN)))]
     pub depends_on: Vec<String>,
 }
 
@@ -233,7 +242,7 @@ pub struct StackRef {
 pub struct TestSettings {
     /// Shell commands run in order with `sh -c`. Stack outputs are in the environment as
     /// APHEX_OUTPUT_<STACK>_<KEY> and in the JSON file named by APHEX_OUTPUTS_FILE.
-    #[schemars(length(min = 1), example = &["npm run integ -- --env dev"])]
+    #[schemars(length(min = 1), example = &["npm run integ -- --env dev"], inner(regex(pattern = r"\S")))]
     pub commands: Vec<String>,
 
     /// Time limit of each test command, in minutes.
@@ -252,16 +261,20 @@ pub struct Notifications {
 
     /// Email addresses subscribed to the pipeline's SNS topic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(example = &["platform-team@example.com"])]
+    #[schemars(example = &["platform-team@example.com"], inner(regex(pattern = EMAIL_PATTERN)))]
     pub email: Vec<String>,
 
     /// An existing SNS topic to publish to as well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$"))]
+    #[schemars(
+        example = &"arn:aws:sns:us-east-1:123456789012:deployments",
+        regex(pattern = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$")
+    )]
     pub sns_topic_arn: Option<String>,
 
     /// Which outcomes notify. Default: failure and approval.
     #[serde(default = "defaults::notify_on")]
+    #[schemars(example = &["failure", "approval"], extend("uniqueItems" = true))]
     pub on: Vec<NotifyOn>,
 }
 
@@ -270,7 +283,10 @@ pub struct Notifications {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackSettings {
     /// ARN or name of the AWS Secrets Manager secret whose value is the Slack incoming-webhook URL.
-    #[schemars(example = &"arn:aws:secretsmanager:us-east-1:123456789012:secret:aphex/slack-webhook")]
+    #[schemars(
+        example = &"arn:aws:secretsmanager:us-east-1:123456789012:secret:aphex/slack-webhook",
+        regex(pattern = SECRET_REF_PATTERN)
+    )]
     pub webhook_secret: String,
 }
 
@@ -284,6 +300,22 @@ pub enum NotifyOn {
     Failure,
     /// A run waits for a manual approval.
     Approval,
+}
+
+/// An IAM role ARN, in any partition, with an optional path.
+pub const ROLE_ARN_PATTERN: &str = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$";
+/// Environment variable names (POSIX portable: letters, digits, `_`, not starting with a digit).
+pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
+/// Stack names: a CloudFormation stack name, a construct path like `Prod/Api`, or a pattern like `Prod/*`.
+pub const STACK_NAME_PATTERN: &str = r"^[A-Za-z0-9*][A-Za-z0-9/*._-]*$";
+/// A plausible e-mail address (SNS confirms it anyway).
+pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
+/// A Secrets Manager secret name or ARN; a URL does not match (`:` only appears in ARNs).
+pub const SECRET_REF_PATTERN: &str =
+    r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+|[A-Za-z0-9/_+=.@-]+)$";
+
+fn example_env() -> IndexMap<String, String> {
+    IndexMap::from([("NODE_OPTIONS".to_owned(), "--max-old-space-size=4096".to_owned())])
 }
 
 fn example_context() -> IndexMap<String, String> {

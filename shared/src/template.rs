@@ -1,1 +1,0 @@
-//! Self-modification: render, check, apply (server-side apply) and roll back the live WorkflowTemplate.

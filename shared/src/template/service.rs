@@ -1,0 +1,1 @@
+//! Handler logic of the `validate-config` and `generate-template` Lambdas (the functions only wire).
