@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod run;
+mod step;
 mod validate;
 
 #[derive(Debug, Parser)]
@@ -19,6 +21,10 @@ struct Cli {
 enum Command {
     /// Check an aphex-config.yaml and report every problem with its line, column and field.
     Validate(validate::Args),
+    /// Run one pipeline stage, as an Argo pod does (`aphex step build --repo-url ... --run-id ...`).
+    Step(step::Args),
+    /// Run the whole pipeline on this machine: `aphex run --local [--approve]`.
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +32,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Step(args) => step::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,
