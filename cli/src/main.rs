@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod deploy;
 mod run;
 mod step;
 mod validate;
@@ -25,6 +26,8 @@ enum Command {
     Step(step::Args),
     /// Run the whole pipeline on this machine: `aphex run --local [--approve]`.
     Run(run::Args),
+    /// Synthesize and deploy the CDK stacks of one environment through the CloudFormation API.
+    Deploy(deploy::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Step(args) => step::run(args),
         Command::Run(args) => run::run(args),
+        Command::Deploy(args) => deploy::run(args),
     };
     match result {
         Ok(code) => code,

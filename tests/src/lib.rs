@@ -1,7 +1,9 @@
 //! Harnesses shared by the cross-crate integration tests in `tests/tests/`: fixture paths, the fake
 //! Kubernetes API server, and (added by their owners) the moto launcher.
 
+pub mod deploy_support;
 pub mod fake_kube;
+pub mod moto;
 
 use std::path::PathBuf;
 
