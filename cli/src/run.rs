@@ -78,7 +78,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let ui = Arc::new(Ui { multi: multi.clone(), bars: Mutex::new(HashMap::new()) });
     let adapters = Adapters {
         identity: Arc::new(steps::adapters::StsIdentity::from_env().await),
-        deployer: Arc::new(steps::adapters::EngineDeployer::default()),
+        deployer: Arc::new(steps::engine::EngineDeployer {
+            method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
+            progress: false,
+        }),
         updater: Arc::new(steps::adapters::RenderToFile { path: state_dir.join("workflow-template.yaml") }),
         approver,
         progress: ui.clone(),

@@ -155,7 +155,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Stage::Deploy { common, env, outputs_file } => {
             let ctx = context(&common, None, None).await?;
-            let deployer = steps::adapters::EngineDeployer::default();
+            let deployer = steps::engine::EngineDeployer {
+                method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
+                progress: true,
+            };
             steps::deploy::run(&ctx, &env, &outputs_file, &deployer).await.map(|_| ())
         }
         Stage::Test { common, env, outputs_file } => {

@@ -111,7 +111,8 @@ fn a_successful_run_deploys_both_environments_and_reports_its_overhead() {
 
 #[test]
 fn a_failing_build_command_stops_the_run_before_any_deploy() {
-    let (moto, repo) = setup("\"echo compiling; echo 'src/app.ts(3,1): error TS1005' >&2; exit 7\"", "\"true\"");
+    let (moto, repo) =
+        setup("\"echo compiling; echo 'src/app.ts(3,1): error TS1005' >&2; exit 7\"", "\"true\"");
     let run = run_local(&moto, repo.path(), &["--approve"]);
     assert!(!run.out.status.success());
     assert!(run.stderr.contains("build command `echo compiling; echo 'src/app.ts(3,1): error TS1005' >&2; exit 7` exited with code 7"), "{}", run.stderr);

@@ -25,7 +25,16 @@ fn step(store: &Path, pod: &Path, repo: &Path, sha: &str, args: &[&str]) -> std:
     Command::new(aphex_bin())
         .args(["step", stage])
         .args(rest)
-        .args(["--repo-url", repo.to_str().unwrap(), "--commit-sha", sha, "--branch", "main", "--run-id", "run-7"])
+        .args([
+            "--repo-url",
+            repo.to_str().unwrap(),
+            "--commit-sha",
+            sha,
+            "--branch",
+            "main",
+            "--run-id",
+            "run-7",
+        ])
         .env("APHEX_ARTIFACT_DIR", store)
         .env("APHEX_WORK_DIR", pod.join("work"))
         .env_remove("APHEX_ARTIFACT_BUCKET")
@@ -53,7 +62,8 @@ fn an_artifact_whose_sha256_differs_stops_the_deploy_naming_the_file() {
     assert_eq!(manifests.len(), 1);
     let manifest_path = &manifests[0];
     assert!(manifest_path.to_str().unwrap().contains(&sha), "{}", manifest_path.display());
-    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
     let entry = manifest["files"].as_array_mut().unwrap().iter_mut().find(|f| f["path"] == "app.js").unwrap();
     entry["sha256"] = serde_json::Value::String("0".repeat(64));
     std::fs::write(manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
@@ -72,7 +82,13 @@ fn an_artifact_whose_sha256_differs_stops_the_deploy_naming_the_file() {
     assert!(!outputs.exists(), "nothing may deploy from altered artifacts");
     assert!(!pods.path().join("deploy/work/.aphex").exists(), "synth must not have started");
 
-    let fin = step(store.path(), &pods.path().join("fin"), repo.path(), &sha, &["finalize", "--status", "Failed", "--no-event"]);
+    let fin = step(
+        store.path(),
+        &pods.path().join("fin"),
+        repo.path(),
+        &sha,
+        &["finalize", "--status", "Failed", "--no-event"],
+    );
     assert!(fin.status.success(), "{}", String::from_utf8_lossy(&fin.stderr));
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.path().join("runs/run-7/record.json")).unwrap()).unwrap();

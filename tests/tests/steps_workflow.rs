@@ -54,7 +54,12 @@ struct Executor<'a> {
 
 impl Executor<'_> {
     fn template(&self, name: &str) -> &Template {
-        self.template.spec.templates.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no template {name}"))
+        self.template
+            .spec
+            .templates
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no template {name}"))
     }
 
     fn substitute(&self, word: &str, pod: &Path) -> String {
@@ -62,7 +67,9 @@ impl Executor<'_> {
         for (k, v) in &self.params {
             out = out.replace(&format!("{{{{workflow.parameters.{k}}}}}"), v);
         }
-        out = out.replace("{{workflow.name}}", &self.params["run-id"]).replace("{{workflow.status}}", "Succeeded");
+        out = out
+            .replace("{{workflow.name}}", &self.params["run-id"])
+            .replace("{{workflow.status}}", "Succeeded");
         // The pod's /tmp/aphex is its own: map it into the pod's folder.
         out.replace("/tmp/aphex", &pod.join("tmp-aphex").display().to_string())
     }
@@ -127,7 +134,8 @@ fn every_container_command_of_the_rendered_template_runs_against_moto() {
     let text = std::fs::read_to_string(origin.path().join("aphex-config.yaml")).unwrap();
     let cfg = aphex::config::parse("aphex-config.yaml", &text).unwrap();
     let plan = aphex::plan::build(&cfg);
-    let template = aphex::argo::render(&plan, &aphex::argo::RenderOptions::for_config(&cfg, Some(sha.clone()))).unwrap();
+    let template =
+        aphex::argo::render(&plan, &aphex::argo::RenderOptions::for_config(&cfg, Some(sha.clone()))).unwrap();
     let pods = tempfile::tempdir().unwrap();
     let mut exec = Executor {
         template: &template,
@@ -139,10 +147,14 @@ fn every_container_command_of_the_rendered_template_runs_against_moto() {
             ("pusher".to_owned(), "octocat".to_owned()),
             ("run-id".to_owned(), "wf-test-abcde".to_owned()),
         ]),
-        env: moto.env().into_iter().chain([
-            ("APHEX_ARTIFACT_BUCKET".to_owned(), bucket.to_owned()),
-            ("APHEX_DEPLOY_METHOD".to_owned(), "direct".to_owned()),
-        ]).collect(),
+        env: moto
+            .env()
+            .into_iter()
+            .chain([
+                ("APHEX_ARTIFACT_BUCKET".to_owned(), bucket.to_owned()),
+                ("APHEX_DEPLOY_METHOD".to_owned(), "direct".to_owned()),
+            ])
+            .collect(),
         pods: pods.path().to_path_buf(),
         outputs: HashMap::new(),
         ran: Vec::new(),
@@ -156,12 +168,18 @@ fn every_container_command_of_the_rendered_template_runs_against_moto() {
 
     // The artifacts and the run record are in the bucket, where the steps said.
     let keys = moto.list_keys(bucket);
-    assert!(keys.iter().any(|k| k.starts_with(&format!("wf-test/{sha}/")) && k.ends_with("/artifacts.tar.zst")) || keys.iter().any(|k| k.contains(&sha) && k.ends_with("artifacts.tar.zst")), "{keys:?}");
-    let record: serde_json::Value = serde_json::from_slice(&moto.get_object(bucket, "runs/wf-test-abcde/record.json")).unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with(&format!("wf-test/{sha}/")) && k.ends_with("/artifacts.tar.zst"))
+            || keys.iter().any(|k| k.contains(&sha) && k.ends_with("artifacts.tar.zst")),
+        "{keys:?}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&moto.get_object(bucket, "runs/wf-test-abcde/record.json")).unwrap();
     assert_eq!(record["status"], "succeeded");
     assert_eq!(record["commitSha"], sha);
     assert_eq!(record["trigger"], "push");
-    let stages: Vec<&str> = record["stages"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let stages: Vec<&str> =
+        record["stages"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(stages, ["validate", "build", "pipeline", "deploy-dev", "test-dev"]);
     let emf = &exec.outputs["finalize-stdout"];
     let first: serde_json::Value = serde_json::from_str(emf.lines().next().unwrap()).unwrap();

@@ -51,7 +51,9 @@ impl EnvironmentDeployer for EngineDeployer {
             ..Default::default()
         };
         let report =
-            match deploy::deploy_environment(request.config, &request.env.name, &options, request.work_dir).await {
+            match deploy::deploy_environment(request.config, &request.env.name, &options, request.work_dir)
+                .await
+            {
                 Ok(report) => report,
                 Err(err) => return DeployOutcome { error: Some(err.to_string()), ..Default::default() },
             };
@@ -62,7 +64,10 @@ impl EnvironmentDeployer for EngineDeployer {
         };
         for stack in &report.stacks {
             let (status, verb, error) = action(&stack.outcome);
-            sink.line(request.stage, &format!("{} {verb} in {:.2}s", stack.display_name, stack.duration_ms as f64 / 1000.0));
+            sink.line(
+                request.stage,
+                &format!("{} {verb} in {:.2}s", stack.display_name, stack.duration_ms as f64 / 1000.0),
+            );
             outcome.aws_wait += Duration::from_millis(ms(stack.aws_wait_ms));
             outcome.stacks.push(StackRecord {
                 name: stack.display_name.clone(),
@@ -76,7 +81,9 @@ impl EnvironmentDeployer for EngineDeployer {
         outcome.outputs = report
             .outputs
             .iter()
-            .map(|(stack, values)| (stack.clone(), values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+            .map(|(stack, values)| {
+                (stack.clone(), values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            })
             .collect();
         // Parallel stacks wait on AWS at the same time: count the waiting as wall time, never more
         // than the deploy took after synth.

@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod build;
 pub mod deploy;
+pub mod engine;
 pub mod finalize;
 pub mod names;
 pub mod shell;

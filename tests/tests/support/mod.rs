@@ -17,7 +17,11 @@ pub fn aphex_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("aphex");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p aphex` (cargo test --workspace builds it)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p aphex` (cargo test --workspace builds it)",
+        bin.display()
+    );
     bin
 }
 
