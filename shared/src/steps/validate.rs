@@ -135,8 +135,24 @@ const BUILTINS: &[&str] = &[
 /// assignments and `env`, leaving out shell builtins and words built from variables or substitutions.
 pub fn tools_in(command: &str) -> Vec<String> {
     let mut tools = Vec::new();
+    // Quoted text is data, never a command separator: keep each quoted string as one placeholder word.
+    let mut unquoted = String::with_capacity(command.len());
+    let mut quote = None;
+    for c in command.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                unquoted.push_str("QUOTED");
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c) => unquoted.push(c),
+        }
+    }
+    // Redirections such as `>&2` and `&>` are not background separators.
+    let unquoted = unquoted.replace(">&", ">").replace("<&", "<").replace("&>", ">");
     let normalized =
-        command.replace("&&", "\n").replace("||", "\n").replace(['|', ';', '(', ')', '&', '`'], "\n");
+        unquoted.replace("&&", "\n").replace("||", "\n").replace(['|', ';', '(', ')', '&', '`'], "\n");
     for segment in normalized.lines() {
         let mut words = segment.split_whitespace().map(|w| w.trim_matches(|c| c == '"' || c == '\''));
         let mut next = words.next();
@@ -156,7 +172,12 @@ pub fn tools_in(command: &str) -> Vec<String> {
             break;
         }
         let Some(word) = next else { continue };
-        if word.is_empty() || word.starts_with(['$', '-', '#', '<', '>']) || BUILTINS.contains(&word) {
+        if word.is_empty()
+            || word.starts_with(['$', '-', '#'])
+            || word.contains(['<', '>'])
+            || word.starts_with("QUOTED")
+            || BUILTINS.contains(&word)
+        {
             continue;
         }
         if !tools.iter().any(|t| t == word) {
@@ -185,6 +206,8 @@ mod tests {
         check("echo $(date) > out", &["date"]);
         check("$CUSTOM_TOOL run", &[]);
         check("(cd lib && cargo build) || true", &["cargo"]);
+        check("echo 'a(3,1): x; y' >&2; exit 7", &[]);
+        check("make 2>&1 | grep -v \"warn; ing\" && \"./run me.sh\"", &["make", "grep"]);
     }
 
     fn config(yaml: &str) -> Config {

@@ -93,7 +93,7 @@ impl Moto {
             r#"
 import sys, boto3
 account, region = sys.argv[1], sys.argv[2]
-c = boto3.client("sts", region_name=region).assume_role(RoleArn=f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-{region}", RoleSessionName="t")["Credentials"]
+c = boto3.client("sts", region_name=region).assume_role(RoleArn=f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-{region}", RoleSessionName="aphex-test")["Credentials"]
 s = boto3.Session(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"], region_name=region)
 s.client("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String", Overwrite=True)
 b = f"cdk-hnb659fds-assets-{account}-{region}"
