@@ -33,7 +33,7 @@ environments:
         dependsOn: [ProducerStack]
     tests:
       commands:
-        - test -n "$APHEX_OUTPUT_PRODUCER_STACK_EXPORTS_OUTPUT_REF_ARTIFACT_BUCKET7410_C9_EF659_B6_D66" || (env | grep APHEX_OUTPUT; exit 1)
+        - test -n "$APHEX_OUTPUT_PRODUCER_STACK_EXPORTS_OUTPUT_REF_ARTIFACT_BUCKET7410C9EF659B6D66" || (env | grep APHEX_OUTPUT; exit 1)
         - grep -q ProducerStack "$APHEX_OUTPUTS_FILE"
         - cat build.txt
 "#
