@@ -10,6 +10,8 @@ mod graph;
 mod plan;
 mod render;
 mod template;
+mod run;
+mod step;
 mod validate;
 
 #[derive(Debug, Parser)]
@@ -32,6 +34,10 @@ enum Command {
     Plan(plan::Args),
     /// Apply, diff, list or roll back the live WorkflowTemplate (self-modification).
     Template(template::Args),
+    /// Run one pipeline stage, as an Argo pod does (`aphex step build --repo-url ... --run-id ...`).
+    Step(step::Args),
+    /// Run the whole pipeline on this machine: `aphex run --local [--approve]`.
+    Run(run::Args),
     /// Synthesize and deploy the CDK stacks of one environment through the CloudFormation API.
     Deploy(deploy::Args),
 }
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Template(args) => template::run(args),
+        Command::Step(args) => step::run(args),
+        Command::Run(args) => run::run(args),
         Command::Deploy(args) => deploy::run(args),
     };
     match result {

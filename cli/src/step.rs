@@ -1,0 +1,194 @@
+//! `aphex step <stage>`: what each Argo container runs. Arguments are exactly those the rendered
+//! WorkflowTemplate passes (`aphex::plan` builds them); the artifact store is S3
+//! (`APHEX_ARTIFACT_BUCKET`) or a local directory (`APHEX_ARTIFACT_DIR`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use aphex::artifacts::{ArtifactStore, LocalStore, S3Store, s3_client_from_env};
+use aphex::steps::{self, RunInfo, StepContext};
+use clap::{Args as ClapArgs, Subcommand};
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    #[command(subcommand)]
+    stage: Stage,
+}
+
+/// Arguments every step gets from the workflow.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Common {
+    /// Clone URL of the repository.
+    #[arg(long)]
+    repo_url: String,
+    /// The pushed commit; the clone is checked out at exactly this commit.
+    #[arg(long)]
+    commit_sha: String,
+    #[arg(long)]
+    branch: String,
+    /// Unique id of the run (Argo: the workflow name); keys the run's records in the store.
+    #[arg(long)]
+    run_id: String,
+    /// Work tree of this step: where the source is cloned or the artifacts unpacked.
+    #[arg(long, env = "APHEX_WORK_DIR", default_value = "/tmp/aphex/work")]
+    work_dir: PathBuf,
+    /// Config file, relative to the work tree.
+    #[arg(long, default_value = aphex::config::DEFAULT_CONFIG_FILE)]
+    config: String,
+    /// Pipeline name (set by the template).
+    #[arg(long, env = "APHEX_PIPELINE", default_value = "aphex-pipeline")]
+    pipeline: String,
+    /// S3 bucket for artifacts and run records.
+    #[arg(long, env = "APHEX_ARTIFACT_BUCKET", conflicts_with = "artifact_dir")]
+    artifact_bucket: Option<String>,
+    /// A local directory instead of S3.
+    #[arg(long, env = "APHEX_ARTIFACT_DIR")]
+    artifact_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Stage {
+    /// Check the config, each environment's credentials, requiredContext and the tools on PATH.
+    Validate(Common),
+    /// Clone at the commit, run the build commands, package and upload the artifacts.
+    Build(Common),
+    /// Self-update: render and check the WorkflowTemplate from the config at this commit.
+    Pipeline {
+        #[command(flatten)]
+        common: Common,
+        /// Where the rendered template is written.
+        #[arg(long, default_value = "/tmp/aphex/workflow-template.yaml")]
+        template_out: PathBuf,
+    },
+    /// Download and verify the artifacts, synthesize and deploy one environment.
+    Deploy {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        env: String,
+        /// Stack outputs as JSON (the Argo output parameter reads it).
+        #[arg(long, default_value = aphex::plan::OUTPUTS_FILE)]
+        outputs_file: PathBuf,
+    },
+    /// Run the environment's post-deploy tests with the stack outputs.
+    Test {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        env: String,
+        #[arg(long, default_value = aphex::plan::OUTPUTS_FILE)]
+        outputs_file: PathBuf,
+    },
+    /// Record the run, print metrics (EMF) and publish the status event. Runs whatever happened.
+    Finalize {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        delivery_id: Option<String>,
+        #[arg(long)]
+        pusher: Option<String>,
+        /// The workflow's status (Argo `workflow.status`).
+        #[arg(long)]
+        status: Option<String>,
+        /// EventBridge bus for the status event (the account's default bus when unset).
+        #[arg(long, env = "APHEX_EVENT_BUS")]
+        event_bus: Option<String>,
+        /// Do not publish the status event.
+        #[arg(long)]
+        no_event: bool,
+    },
+}
+
+async fn context(
+    common: &Common,
+    delivery_id: Option<String>,
+    pusher: Option<String>,
+) -> anyhow::Result<StepContext> {
+    let store: Arc<dyn ArtifactStore> = match (&common.artifact_bucket, &common.artifact_dir) {
+        (Some(bucket), _) => Arc::new(S3Store::new(s3_client_from_env().await, bucket)),
+        (None, Some(dir)) => Arc::new(LocalStore::new(dir)),
+        (None, None) => bail!(
+            "no artifact store: set APHEX_ARTIFACT_BUCKET (or --artifact-bucket), or APHEX_ARTIFACT_DIR for a local directory"
+        ),
+    };
+    Ok(StepContext {
+        run: RunInfo {
+            run_id: common.run_id.clone(),
+            pipeline: common.pipeline.clone(),
+            repo_url: common.repo_url.clone(),
+            commit_sha: common.commit_sha.clone(),
+            branch: common.branch.clone(),
+            delivery_id,
+            pusher,
+        },
+        store,
+        sink: Arc::new(steps::StderrSink),
+        work_dir: common.work_dir.clone(),
+        config_file: common.config.clone(),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
+    let result = match args.stage {
+        Stage::Validate(common) => {
+            let ctx = context(&common, None, None).await?;
+            steps::build::ensure_source(&ctx).await?;
+            let identity = steps::adapters::StsIdentity::from_env().await;
+            steps::validate::run(&ctx, &identity).await.map(|_| ())
+        }
+        Stage::Build(common) => {
+            let ctx = context(&common, None, None).await?;
+            steps::build::ensure_source(&ctx).await?;
+            steps::build::run(&ctx).await.map(|_| ())
+        }
+        Stage::Pipeline { common, template_out } => {
+            let ctx = context(&common, None, None).await?;
+            let updater = steps::adapters::RenderToFile { path: template_out };
+            steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
+        }
+        Stage::Deploy { common, env, outputs_file } => {
+            let ctx = context(&common, None, None).await?;
+            let deployer = steps::engine::EngineDeployer {
+                method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
+                progress: true,
+            };
+            steps::deploy::run(&ctx, &env, &outputs_file, &deployer).await.map(|_| ())
+        }
+        Stage::Test { common, env, outputs_file } => {
+            let ctx = context(&common, None, None).await?;
+            steps::test::run(&ctx, &env, &outputs_file).await.map(|_| ())
+        }
+        Stage::Finalize { common, delivery_id, pusher, status, event_bus, no_event } => {
+            let ctx = context(&common, delivery_id, pusher).await?;
+            let publisher = if no_event {
+                None
+            } else {
+                Some(steps::finalize::EventBridgePublisher::from_env(event_bus).await)
+            };
+            let mut stdout = std::io::stdout();
+            let publisher_ref = publisher.as_ref().map(|p| p as &dyn steps::EventPublisher);
+            let status = status.filter(|s| !s.is_empty() && !s.starts_with("{{"));
+            match steps::finalize::run(&ctx, status.as_deref(), &[], publisher_ref, &mut stdout).await {
+                Ok(record) => {
+                    eprintln!("[finalize] run {} {:?}", record.run.run_id, record.status);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! The pipeline steps Argo pods run (`aphex step ...`), shared with the local runner.

@@ -1,0 +1,269 @@
+//! `aphex step finalize`: the run record (JSON in the artifact store), CloudWatch Embedded Metric Format
+//! lines on stdout, and the pipeline status event (`source: aphex.pipeline`) for notifications.
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::validate::{RunStart, start_key};
+use super::{EventPublisher, Outputs, RunInfo, StageRecord, Status, StepContext, StepError, record_key};
+use crate::artifacts::StoreError;
+
+/// Stage id.
+pub const STAGE: &str = "finalize";
+/// CloudWatch namespace of the metrics.
+pub const NAMESPACE: &str = "AphexPipeline";
+/// `source` of pipeline status events.
+pub const EVENT_SOURCE: &str = "aphex.pipeline";
+/// `detail-type` of a succeeded run.
+pub const DETAIL_TYPE_SUCCEEDED: &str = "Pipeline Run Succeeded";
+/// `detail-type` of a failed run.
+pub const DETAIL_TYPE_FAILED: &str = "Pipeline Run Failed";
+
+/// The record of a whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// What started the run: `push` (webhook) or `local`.
+    pub trigger: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ended_at: time::OffsetDateTime,
+    pub duration_ms: u64,
+    /// Every stage that ran, in start order, then the planned stages that did not run (skipped).
+    pub stages: Vec<StageRecord>,
+    /// Stack outputs per environment.
+    pub outputs: indexmap::IndexMap<String, Outputs>,
+}
+
+/// Builds the run record from the stage records. `workflow_status` is Argo's `workflow.status` (a run
+/// can fail outside any step: a pod evicted for good, a deadline); `planned` lists stage ids that should
+/// have run, so the record shows which were skipped.
+pub fn build_record(
+    start: Option<RunStart>,
+    run: &RunInfo,
+    mut stages: Vec<StageRecord>,
+    workflow_status: Option<&str>,
+    planned: &[String],
+    now: time::OffsetDateTime,
+) -> RunRecord {
+    stages.sort_by_key(|s| s.started_at);
+    let failed = stages.iter().find(|s| s.status == Status::Failed);
+    let argo_failed = workflow_status.is_some_and(|s| matches!(s, "Failed" | "Error"));
+    let status = if failed.is_some() || argo_failed { Status::Failed } else { Status::Succeeded };
+    let (failed_stage, reason) = match failed {
+        Some(s) => (Some(s.id.clone()), s.error.clone()),
+        None if argo_failed => {
+            (None, Some(format!("the workflow ended with status {}", workflow_status.unwrap_or_default())))
+        }
+        None => (None, None),
+    };
+    for id in planned {
+        if !stages.iter().any(|s| &s.id == id) {
+            stages.push(StageRecord {
+                id: id.clone(),
+                env: None,
+                status: Status::Skipped,
+                started_at: now,
+                ended_at: now,
+                duration_ms: 0,
+                external_ms: 0,
+                error: None,
+                stacks: Vec::new(),
+                outputs: None,
+                artifacts: None,
+            });
+        }
+    }
+    let started_at =
+        start.map(|s| s.started_at).or_else(|| stages.first().map(|s| s.started_at)).unwrap_or(now);
+    let outputs = stages.iter().filter_map(|s| Some((s.env.clone()?, s.outputs.clone()?))).collect();
+    let trigger = match run.delivery_id.as_deref() {
+        Some("local") => "local",
+        Some(_) => "push",
+        None => "manual",
+    };
+    RunRecord {
+        run: run.clone(),
+        trigger: trigger.to_owned(),
+        status,
+        failed_stage,
+        reason,
+        started_at,
+        ended_at: now,
+        duration_ms: super::ms((now - started_at).unsigned_abs()),
+        stages,
+        outputs,
+    }
+}
+
+/// The EMF lines of a run: one for the run counters, one per stage duration, one per stack.
+pub fn emf_lines(record: &RunRecord) -> Vec<String> {
+    let ts = (record.ended_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let pipeline = &record.run.pipeline;
+    let metric = |dims: &[&str], metrics: &[(&str, &str)]| {
+        json!({
+            "Timestamp": ts,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [dims],
+                "Metrics": metrics.iter().map(|(n, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        })
+    };
+    let failed = u32::from(record.status == Status::Failed);
+    let deploys =
+        record.stages.iter().flat_map(|s| &s.stacks).filter(|s| s.status != Status::Skipped).count();
+    let mut lines = vec![json!({
+        "_aws": metric(&["Pipeline"], &[("RunsStarted", "Count"), ("RunsSucceeded", "Count"), ("RunsFailed", "Count"), ("Deploys", "Count"), ("RunDuration", "Milliseconds")]),
+        "Pipeline": pipeline,
+        "RunsStarted": 1,
+        "RunsSucceeded": 1 - failed,
+        "RunsFailed": failed,
+        "Deploys": deploys,
+        "RunDuration": record.duration_ms,
+        "RunId": record.run.run_id,
+        "Commit": record.run.commit_sha,
+    })];
+    for stage in record.stages.iter().filter(|s| s.status != Status::Skipped) {
+        lines.push(json!({
+            "_aws": metric(&["Pipeline", "Stage"], &[("StageDuration", "Milliseconds")]),
+            "Pipeline": pipeline,
+            "Stage": stage.id,
+            "StageDuration": stage.duration_ms,
+            "Status": stage.status,
+            "RunId": record.run.run_id,
+        }));
+        for stack in &stage.stacks {
+            lines.push(json!({
+                "_aws": metric(&["Pipeline", "Environment", "Stack"], &[("StackDuration", "Milliseconds"), ("Deploys", "Count")]),
+                "Pipeline": pipeline,
+                "Environment": stage.env.clone().unwrap_or_default(),
+                "Stack": stack.name,
+                "StackDuration": stack.duration_ms,
+                "Deploys": 1,
+                "Status": stack.status,
+                "RunId": record.run.run_id,
+            }));
+        }
+    }
+    lines.into_iter().map(|l| l.to_string()).collect()
+}
+
+/// The pipeline status event: detail-type and detail.
+pub fn status_event(record: &RunRecord) -> (&'static str, serde_json::Value) {
+    let detail_type =
+        if record.status == Status::Failed { DETAIL_TYPE_FAILED } else { DETAIL_TYPE_SUCCEEDED };
+    let failed = record.failed_stage.as_ref().and_then(|id| record.stages.iter().find(|s| &s.id == id));
+    let failed_stack = failed.and_then(|s| s.stacks.iter().find(|k| k.status == Status::Failed));
+    let detail = json!({
+        "pipeline": record.run.pipeline,
+        "runId": record.run.run_id,
+        "status": record.status,
+        "repository": record.run.repo_url,
+        "branch": record.run.branch,
+        "commit": record.run.commit_sha,
+        "author": record.run.pusher,
+        "stage": record.failed_stage,
+        "environment": failed.and_then(|s| s.env.clone()),
+        "failedStack": failed_stack.map(|k| k.name.clone()),
+        "reason": record.reason,
+        "durationMs": record.duration_ms,
+        "startedAt": record.started_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "endedAt": record.ended_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    (detail_type, detail)
+}
+
+/// Runs finalize: reads the stage records, writes the run record, prints EMF to `metrics_out` and
+/// publishes the status event (when a publisher is given). Returns the record.
+pub async fn run(
+    ctx: &StepContext,
+    workflow_status: Option<&str>,
+    planned: &[String],
+    publisher: Option<&dyn EventPublisher>,
+    metrics_out: &mut (dyn Write + Send),
+) -> Result<RunRecord, StepError> {
+    let prefix = format!("{}stages/", ctx.run_prefix());
+    let mut stages = Vec::new();
+    for key in ctx.store.list(&prefix).await? {
+        let bytes = ctx.store.get_bytes(&key).await?;
+        match serde_json::from_slice::<StageRecord>(&bytes) {
+            Ok(s) => stages.push(s),
+            Err(e) => {
+                ctx.say(STAGE, &format!("ignoring {}: not a stage record ({e})", ctx.store.location(&key)))
+            }
+        }
+    }
+    let start = match ctx.store.get_bytes(&start_key(&ctx.run.run_id)).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let record =
+        build_record(start, &ctx.run, stages, workflow_status, planned, time::OffsetDateTime::now_utc());
+    let json = serde_json::to_vec_pretty(&record).map_err(|e| StepError::Config(e.to_string()))?;
+    let key = record_key(&ctx.run.run_id);
+    ctx.store.put_bytes(&key, json).await?;
+    ctx.say(STAGE, &format!("run record: {}", ctx.store.location(&key)));
+    for line in emf_lines(&record) {
+        writeln!(metrics_out, "{line}")
+            .map_err(|source| StepError::Io { path: "<stdout>".into(), source })?;
+    }
+    if let Some(publisher) = publisher {
+        let (detail_type, detail) = status_event(&record);
+        publisher.publish(detail_type, &detail).await.map_err(StepError::Event)?;
+    }
+    Ok(record)
+}
+
+/// Publishes pipeline status events to an EventBridge bus.
+#[derive(Debug, Clone)]
+pub struct EventBridgePublisher {
+    pub client: aws_sdk_eventbridge::Client,
+    /// Bus name or ARN; `default` when none.
+    pub bus: Option<String>,
+}
+
+impl EventBridgePublisher {
+    /// A client from the default credential chain; honours `AWS_ENDPOINT_URL`.
+    pub async fn from_env(bus: Option<String>) -> Self {
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self { client: aws_sdk_eventbridge::Client::new(&shared), bus }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventPublisher for EventBridgePublisher {
+    async fn publish(&self, detail_type: &str, detail: &serde_json::Value) -> Result<(), String> {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source(EVENT_SOURCE)
+            .detail_type(detail_type)
+            .detail(detail.to_string())
+            .set_event_bus_name(self.bus.clone())
+            .build();
+        let out = self.client.put_events().entries(entry).send().await.map_err(|e| {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            format!("EventBridge PutEvents: {message}")
+        })?;
+        if out.failed_entry_count() > 0 {
+            let why = out.entries().iter().filter_map(|e| e.error_message()).collect::<Vec<_>>().join("; ");
+            return Err(format!("EventBridge rejected the event: {why}"));
+        }
+        Ok(())
+    }
+}
