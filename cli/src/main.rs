@@ -9,9 +9,9 @@ mod deploy;
 mod graph;
 mod plan;
 mod render;
-mod template;
 mod run;
 mod step;
+mod template;
 mod validate;
 
 #[derive(Debug, Parser)]

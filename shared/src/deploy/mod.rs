@@ -269,9 +269,11 @@ pub async fn deploy_plan(
     // Whether a stack is unchanged does not depend on its dependencies (its template is fixed text),
     // so all stacks are checked at once up front: a no-op deploy costs one round of reads.
     if !options.dry_run {
-        let checks = plan.iter().enumerate().map(|(i, p)| {
+        // Owned inputs: a closure over borrowed plan items makes the future not `Send` for every
+        // lifetime, which callers that spawn the deploy need.
+        let inputs: Vec<_> = plan.iter().enumerate().map(|(i, p)| (i, p.stack.clone())).collect();
+        let checks = inputs.into_iter().map(|(i, stack)| {
             let ctx = ctx.clone();
-            let stack = p.stack.clone();
             async move {
                 let started = Instant::now();
                 (i, unchanged_outputs(&ctx, &stack).await.ok().flatten(), started)
