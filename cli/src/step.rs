@@ -54,7 +54,8 @@ enum Stage {
     Validate(Common),
     /// Clone at the commit, run the build commands, package and upload the artifacts.
     Build(Common),
-    /// Self-update: render and check the WorkflowTemplate from the config at this commit.
+    /// Self-update: render and check the WorkflowTemplate from the config at this commit, and apply it to
+    /// the cluster (KUBECONFIG or APHEX_CLUSTER); without a cluster it is written to --template-out.
     Pipeline {
         #[command(flatten)]
         common: Common,
@@ -150,8 +151,19 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Stage::Pipeline { common, template_out } => {
             let ctx = context(&common, None, None).await?;
-            let updater = steps::adapters::RenderToFile { path: template_out };
-            steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
+            // In a cluster (KUBECONFIG or APHEX_CLUSTER) the pod applies its own next template; without
+            // one (a local step run) it renders, checks and writes it, and says so.
+            match aphex::cluster::ClusterTarget::from_env() {
+                Ok(_) => {
+                    let store = aphex::template::kube_store_from_env().await?;
+                    let updater = steps::adapters::ApplyToCluster { store: std::sync::Arc::new(store) };
+                    steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
+                }
+                Err(_) => {
+                    let updater = steps::adapters::RenderToFile { path: template_out };
+                    steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
+                }
+            }
         }
         Stage::Deploy { common, env, outputs_file } => {
             let ctx = context(&common, None, None).await?;

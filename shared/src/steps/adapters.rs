@@ -134,6 +134,52 @@ impl PipelineUpdater for RenderToFile {
     }
 }
 
+/// The pipeline pod's self-update: renders the WorkflowTemplate from the config at this commit, checks it
+/// against Argo's schema and server-side applies it to the cluster (skipped when the live one already
+/// comes from this config; the previous version goes to the history ConfigMap). The next run has the
+/// new shape. Nothing is applied when any check fails.
+pub struct ApplyToCluster {
+    pub store: Arc<dyn crate::template::TemplateStore>,
+}
+
+impl std::fmt::Debug for ApplyToCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyToCluster").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl PipelineUpdater for ApplyToCluster {
+    async fn update(
+        &self,
+        config: &Config,
+        _work_dir: &Path,
+        commit_sha: &str,
+        _sink: Arc<dyn OutputSink>,
+    ) -> Result<(String, Duration), String> {
+        let clock = Instant::now();
+        let rendered = crate::template::render_config(config, Some(commit_sha)).map_err(|e| e.to_string())?;
+        let outcome = crate::template::apply_rendered(
+            self.store.as_ref(),
+            &rendered,
+            crate::template::ApplyOptions::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let summary = match outcome {
+            crate::template::ApplyOutcome::Unchanged { namespace, name, version, .. } => {
+                format!("WorkflowTemplate {namespace}/{name} unchanged (version {version}, same config)")
+            }
+            crate::template::ApplyOutcome::Applied { namespace, name, version, changes, .. } => format!(
+                "WorkflowTemplate {namespace}/{name} applied as version {version}: {}",
+                if changes.is_empty() { "no spec changes".to_owned() } else { changes.join("; ") }
+            ),
+        };
+        // The API server's time is infrastructure wait, like AWS's.
+        Ok((summary, clock.elapsed()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +189,35 @@ mod tests {
         assert_eq!(session_name("aphex-pipeline-x7k2p"), "aphex-aphex-pipeline-x7k2p");
         assert_eq!(session_name("local 2026/11"), "aphex-local-2026-11");
         assert_eq!(session_name(&"a".repeat(100)).len(), 64);
+    }
+
+    #[tokio::test]
+    async fn the_pipeline_step_applies_its_next_template_once_per_config() {
+        let store = Arc::new(crate::template::MemoryTemplateStore::new());
+        let updater = ApplyToCluster { store: store.clone() };
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/multi-env/aphex-config.yaml"
+        ))
+        .unwrap();
+        let config = crate::config::parse("aphex-config.yaml", &text).unwrap();
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let sink: Arc<dyn OutputSink> = Arc::new(super::super::StderrSink);
+        let (first, _) = updater.update(&config, Path::new("."), sha, sink.clone()).await.unwrap();
+        assert!(first.contains("applied as version 1"), "{first}");
+        let (again, _) = updater.update(&config, Path::new("."), sha, sink.clone()).await.unwrap();
+        assert!(again.contains("unchanged (version 1"), "{again}");
+        assert_eq!(store.template_applies(), 1, "the same config is applied once");
+
+        // A new environment changes the shape of the next run.
+        let mut grown = config.clone();
+        let mut extra = grown.environments[0].clone();
+        extra.name = "qa".into();
+        extra.approval = crate::config::Approval::None;
+        grown.environments.insert(1, extra);
+        let (changed, _) = updater.update(&grown, Path::new("."), sha, sink).await.unwrap();
+        assert!(changed.contains("applied as version 2"), "{changed}");
+        let live = store.template(&config.pipeline.namespace, &config.pipeline.name).unwrap();
+        assert!(live.to_string().contains("deploy-qa"), "the applied template deploys the new environment");
     }
 }
