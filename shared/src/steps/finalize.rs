@@ -9,17 +9,14 @@ use serde_json::json;
 use super::validate::{RunStart, start_key};
 use super::{EventPublisher, Outputs, RunInfo, StageRecord, Status, StepContext, StepError, record_key};
 use crate::artifacts::StoreError;
+use crate::config::Config;
 
 /// Stage id.
 pub const STAGE: &str = "finalize";
 /// CloudWatch namespace of the metrics.
 pub const NAMESPACE: &str = "AphexPipeline";
-/// `source` of pipeline status events.
-pub const EVENT_SOURCE: &str = "aphex.pipeline";
-/// `detail-type` of a succeeded run.
-pub const DETAIL_TYPE_SUCCEEDED: &str = "Pipeline Run Succeeded";
-/// `detail-type` of a failed run.
-pub const DETAIL_TYPE_FAILED: &str = "Pipeline Run Failed";
+/// `source` of pipeline status events (the notify module owns the event's contract).
+pub use crate::notify::PIPELINE_SOURCE as EVENT_SOURCE;
 
 /// The record of a whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,29 +156,43 @@ pub fn emf_lines(record: &RunRecord) -> Vec<String> {
     lines.into_iter().map(|l| l.to_string()).collect()
 }
 
-/// The pipeline status event: detail-type and detail.
-pub fn status_event(record: &RunRecord) -> (&'static str, serde_json::Value) {
-    let detail_type =
-        if record.status == Status::Failed { DETAIL_TYPE_FAILED } else { DETAIL_TYPE_SUCCEEDED };
+/// The pipeline status event (`aphex::notify::PipelineStatusEvent`, the contract the notify Lambda
+/// reads): detail-type and detail. `config` adds each environment's account and region and the
+/// notification settings; without it the event still says what happened.
+pub fn status_event(record: &RunRecord, config: Option<&Config>) -> (&'static str, serde_json::Value) {
+    use crate::notify::{FailedStack, NotificationSettings, PipelineStatusEvent, RunStatus};
+    let status = if record.status == Status::Failed { RunStatus::Failed } else { RunStatus::Succeeded };
     let failed = record.failed_stage.as_ref().and_then(|id| record.stages.iter().find(|s| &s.id == id));
-    let failed_stack = failed.and_then(|s| s.stacks.iter().find(|k| k.status == Status::Failed));
-    let detail = json!({
-        "pipeline": record.run.pipeline,
-        "runId": record.run.run_id,
-        "status": record.status,
-        "repository": record.run.repo_url,
-        "branch": record.run.branch,
-        "commit": record.run.commit_sha,
-        "author": record.run.pusher,
-        "stage": record.failed_stage,
-        "environment": failed.and_then(|s| s.env.clone()),
-        "failedStack": failed_stack.map(|k| k.name.clone()),
-        "reason": record.reason,
-        "durationMs": record.duration_ms,
-        "startedAt": record.started_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "endedAt": record.ended_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    });
-    (detail_type, detail)
+    let environment = failed.and_then(|s| s.env.clone());
+    let target = environment.as_deref().and_then(|env| config.and_then(|c| c.environment(env)));
+    let mut event = PipelineStatusEvent::new(
+        record.run.run_id.clone(),
+        record.run.pipeline.clone(),
+        record.run.repo_url.clone(),
+        record.run.branch.clone(),
+        record.run.commit_sha.clone(),
+        status,
+    );
+    event.author = record.run.pusher.clone().filter(|p| !p.is_empty());
+    event.stage = record.failed_stage.clone();
+    event.environment = environment;
+    event.started_at = Some(record.started_at);
+    event.duration_seconds = Some(record.duration_ms / 1000);
+    event.failed_stack =
+        failed.and_then(|s| s.stacks.iter().find(|k| k.status == Status::Failed)).map(|k| FailedStack {
+            stack_name: k.name.clone(),
+            stack_id: None,
+            account: target.map(|e| e.account.clone()).unwrap_or_default(),
+            region: target.map(|e| e.region.clone()).unwrap_or_default(),
+            status: k.action.clone(),
+        });
+    event.failure_reason = record.reason.clone();
+    event.argo_url = std::env::var("APHEX_ARGO_URL").ok().filter(|u| !u.is_empty());
+    if let Some(notifications) = config.and_then(|c| c.notifications.as_ref()) {
+        event.notifications = NotificationSettings::from(notifications);
+    }
+    let detail = serde_json::to_value(&event).unwrap_or_else(|_| json!({}));
+    (event.detail_type(), detail)
 }
 
 /// Runs finalize: reads the stage records, writes the run record, prints EMF to `metrics_out` and
@@ -220,7 +231,9 @@ pub async fn run(
             .map_err(|source| StepError::Io { path: "<stdout>".into(), source })?;
     }
     if let Some(publisher) = publisher {
-        let (detail_type, detail) = status_event(&record);
+        // A config that no longer loads must not stop the failure from being announced.
+        let config = ctx.load_config().ok();
+        let (detail_type, detail) = status_event(&record, config.as_ref());
         publisher.publish(detail_type, &detail).await.map_err(StepError::Event)?;
     }
     Ok(record)

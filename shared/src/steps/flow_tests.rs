@@ -29,6 +29,10 @@ struct Fixture {
 }
 
 impl Fixture {
+    fn config(&self) -> crate::config::Config {
+        crate::steps::load_config(&self.src.path().join("aphex-config.yaml")).unwrap()
+    }
+
     fn new(config: &str) -> Self {
         let src = tempfile::tempdir().unwrap();
         std::fs::write(src.path().join("aphex-config.yaml"), config).unwrap();
@@ -164,17 +168,17 @@ async fn a_failed_stack_fails_the_stage_with_its_reason_and_outputs_so_far() {
     let rec = ctx.read_stage("t", "deploy-dev").await.unwrap();
     assert_eq!(rec.status, Status::Failed);
     assert_eq!(rec.stacks[0].status, Status::Failed);
-    let (detail_type, detail) = finalize::status_event(&finalize::build_record(
-        None,
-        &ctx.run,
-        vec![rec],
-        None,
-        &[],
-        time::OffsetDateTime::now_utc(),
-    ));
+    let (detail_type, detail) = finalize::status_event(
+        &finalize::build_record(None, &ctx.run, vec![rec], None, &[], time::OffsetDateTime::now_utc()),
+        Some(&f.config()),
+    );
     assert_eq!(detail_type, "Pipeline Run Failed");
-    assert_eq!(detail["failedStack"], "Api");
+    assert_eq!(detail["failedStack"]["stackName"], "Api");
     assert_eq!(detail["environment"], "dev");
+    // The notify Lambda reads exactly this shape.
+    let event: crate::notify::PipelineStatusEvent = serde_json::from_value(detail).unwrap();
+    assert_eq!(event.status, crate::notify::RunStatus::Failed);
+    assert!(event.failure_reason.is_some());
 }
 
 #[tokio::test]
