@@ -6,6 +6,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+// The allocator of the `aphex` binary, so the figures are what `aphex validate` spends.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A valid config with `envs` environments of `stacks` stacks each.
 fn large_config(envs: usize, stacks: usize) -> String {
     let regions = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"];

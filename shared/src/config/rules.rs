@@ -130,11 +130,13 @@ fn check_stacks(i: usize, env_name: &str, env: &Node, out: &mut Vec<Problem>) {
         let mut seen: Vec<&str> = Vec::new();
         for (k, dep_node) in deps.as_seq().iter().enumerate() {
             let Some(dep) = dep_node.as_str() else { continue };
-            let path = env_path(i, &[key("stacks"), Segment::Index(j), key("dependsOn"), Segment::Index(k)]);
+            // Built only for a problem: most entries have none.
+            let path =
+                || env_path(i, &[key("stacks"), Segment::Index(j), key("dependsOn"), Segment::Index(k)]);
             if seen.contains(&dep) {
                 out.push(Problem {
                     pos: dep_node.pos,
-                    path,
+                    path: path(),
                     severity: Severity::Warning,
                     message: format!("`{dep}` is listed twice in dependsOn"),
                     hint: Some("remove the repeated entry".into()),
@@ -152,7 +154,7 @@ fn check_stacks(i: usize, env_name: &str, env: &Node, out: &mut Vec<Problem>) {
                     };
                     out.push(Problem {
                         pos: dep_node.pos,
-                        path,
+                        path: path(),
                         severity: Severity::Error,
                         message: format!(
                             "dependsOn names `{dep}`, which is not a stack of environment `{env_name}`"

@@ -122,14 +122,14 @@ pub(crate) fn check(root: &Node, json: &Json, source: &str, out: &mut Vec<Proble
 }
 
 struct Ctx<'a> {
-    root: &'a Node,
+    root: &'a Node<'a>,
     schema: &'a Json,
     source: &'a str,
     path: Vec<Segment>,
 }
 
 impl Ctx<'_> {
-    fn node(&self) -> Option<&Node> {
+    fn node(&self) -> Option<&Node<'_>> {
         self.root.at(&self.path)
     }
 
@@ -431,7 +431,7 @@ impl Ctx<'_> {
         let shape = self.shape();
         let raw = token_at(self.source, node.pos);
         let text = match &node.value {
-            Value::String { text, .. } => text.clone(),
+            Value::String { text, .. } => text.to_string(),
             _ => raw.to_owned(),
         };
         if !matches!(node.value, Value::String { .. }) && options.contains(&raw) {

@@ -403,3 +403,36 @@ fn diagnostics_come_in_source_order() {
     let lines: Vec<u64> = report.diagnostics.iter().map(|d| d.line).collect();
     assert_eq!(lines, [1, 6]);
 }
+
+#[test]
+fn a_large_file_reports_schema_and_rule_problems_like_a_small_one() {
+    // Large files check the rules on a second thread; the outcome must not depend on that.
+    let stack = |e: usize, s: usize| {
+        let dep = if s > 0 { format!("\n        dependsOn: [S{}]", s - 1) } else { String::new() };
+        format!("      - name: S{s}\n        path: lib/e{e}-s{s}.ts{dep}\n")
+    };
+    let env = |e: usize, stacks: usize| {
+        let all: String = (0..stacks).map(|s| stack(e, s)).collect();
+        format!("  - name: e{e}\n    region: us-east-1\n    account: \"{:012}\"\n    stacks:\n{all}", e + 1)
+    };
+    let head = "version: \"1.0\"\nbuild:\n  commands: [make]\nenvironments:\n";
+    let broken = |envs: usize, stacks: usize| {
+        let body: String = (0..envs).map(|e| env(e, stacks)).collect();
+        let text = format!("{head}{body}").replacen("region: us-east-1", "region: mars-1", 1).replacen(
+            "dependsOn: [S0]",
+            "dependsOn: [S9]",
+            1,
+        );
+        (text.len(), check("big.yaml", &text).diagnostics)
+    };
+    let (small_len, small) = broken(1, 3);
+    let (large_len, large) = broken(40, 20);
+    assert!(small_len < 32 * 1024 && large_len > 32 * 1024, "{small_len} {large_len}");
+    let summary =
+        |d: &[Diagnostic]| -> Vec<(u64, String)> { d.iter().map(|d| (d.line, d.path.clone())).collect() };
+    assert_eq!(summary(&small), summary(&large));
+    assert_eq!(
+        summary(&large),
+        [(6, "environments[0].region".to_owned()), (13, "environments[0].stacks[1].dependsOn[0]".to_owned())]
+    );
+}

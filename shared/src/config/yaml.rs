@@ -1,11 +1,12 @@
-//! A position-indexed YAML tree built from the saphyr parser's events: every node and every mapping key
+//! A position-indexed YAML tree built from the events of a YAML 1.2 parser (rlsp-yaml-parser): every node and every mapping key
 //! keeps its line and column, so later checks can point at the exact place of a problem. Scalars are
 //! typed with the YAML 1.2 core schema (what `check-jsonschema` and editors use), aliases and `<<`
 //! merge keys are expanded, and duplicate keys, multiple documents and syntax errors become problems.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
+use rlsp_yaml_parser::{Event, ScalarStyle, Span};
 
 /// A 1-based source position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -14,41 +15,81 @@ pub struct Pos {
     pub column: u64,
 }
 
-impl Pos {
-    fn of(span: &Span) -> Self {
-        Pos { line: span.start.line() as u64, column: span.start.col() as u64 + 1 }
+/// Turns the parser's byte offsets into lines and columns. Events arrive in source order, so the
+/// line of the previous lookup is tried first and a lookup is usually O(1).
+struct Lines<'a> {
+    text: &'a str,
+    /// Byte offset where each line starts; line breaks are `\n`, `\r\n` or a lone `\r`.
+    starts: Vec<usize>,
+    last: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let mut starts = Vec::with_capacity(bytes.len() / 32 + 1);
+        starts.push(0);
+        for (i, b) in bytes.iter().enumerate() {
+            let ends_line = *b == b'\n' || (*b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+            if ends_line {
+                starts.push(i + 1);
+            }
+        }
+        Lines { text, starts, last: 0 }
+    }
+
+    fn pos(&mut self, offset: usize) -> Pos {
+        let in_line =
+            |i: usize| self.starts[i] <= offset && self.starts.get(i + 1).is_none_or(|next| offset < *next);
+        let last = self.last;
+        let index = if in_line(last) {
+            last
+        } else if last + 1 < self.starts.len() && in_line(last + 1) {
+            last + 1
+        } else {
+            self.starts.partition_point(|start| *start <= offset) - 1
+        };
+        self.last = index;
+        let prefix = self.text.get(self.starts[index]..offset).unwrap_or("");
+        let column = if prefix.is_ascii() { prefix.len() } else { prefix.chars().count() };
+        Pos { line: index as u64 + 1, column: column as u64 + 1 }
+    }
+
+    fn of(&mut self, span: &Span) -> Pos {
+        self.pos(span.start as usize)
     }
 }
 
 /// A YAML node with its position.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub struct Node<'a> {
     pub pos: Pos,
-    pub value: Value,
+    pub value: Value<'a>,
 }
 
 /// A scalar's type under the YAML 1.2 core schema, or a collection.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     Int(i128),
     Float(f64),
     /// A string; `plain` is false when it was quoted or a block scalar.
+    /// Borrowed from the source text unless escapes or folding changed it.
     String {
-        text: String,
+        text: Cow<'a, str>,
         plain: bool,
     },
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
+    Seq(Vec<Node<'a>>),
+    Map(Vec<Entry<'a>>),
 }
 
 /// One `key: value` of a mapping.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub key: String,
+pub struct Entry<'a> {
+    pub key: Cow<'a, str>,
     pub key_pos: Pos,
-    pub value: Node,
+    pub value: Node<'a>,
 }
 
 /// A problem found while reading the YAML itself (not the config it describes).
@@ -72,21 +113,21 @@ pub enum Segment {
 /// document must fail fast instead of eating memory.
 const MAX_NODES: usize = 1_000_000;
 
-impl Node {
+impl<'a> Node<'a> {
     /// The entry `key` of a mapping node.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.entry(key).map(|e| &e.value)
     }
 
     /// The entry `key` of a mapping node, with its key position. The last one wins, like serde.
-    pub fn entry(&self, key: &str) -> Option<&Entry> {
+    pub fn entry(&self, key: &str) -> Option<&Entry<'a>> {
         match &self.value {
             Value::Map(entries) => entries.iter().rev().find(|e| e.key == key),
             _ => None,
         }
     }
 
-    pub fn as_seq(&self) -> &[Node] {
+    pub fn as_seq(&self) -> &[Node<'a>] {
         match &self.value {
             Value::Seq(items) => items,
             _ => &[],
@@ -114,7 +155,7 @@ impl Node {
     }
 
     /// The node at `path`, following mapping keys and list indices.
-    pub fn at(&self, path: &[Segment]) -> Option<&Node> {
+    pub fn at(&self, path: &[Segment]) -> Option<&Node<'a>> {
         let mut node = self;
         for seg in path {
             node = match (seg, &node.value) {
@@ -147,12 +188,12 @@ impl Node {
             Value::Float(f) => {
                 serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::String(f.to_string()))
             }
-            Value::String { text, .. } => J::String(text.clone()),
+            Value::String { text, .. } => J::String(text.to_string()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
                 let mut map = serde_json::Map::with_capacity(entries.len());
                 for e in entries {
-                    map.insert(e.key.clone(), e.value.to_json());
+                    map.insert(e.key.to_string(), e.value.to_json());
                 }
                 J::Object(map)
             }
@@ -206,8 +247,8 @@ fn shorten(text: &str) -> String {
 }
 
 /// Resolves a plain scalar with the YAML 1.2 core schema.
-fn resolve_plain(text: &str) -> Value {
-    match text {
+fn resolve_plain(text: Cow<'_, str>) -> Value<'_> {
+    match text.as_ref() {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
@@ -245,7 +286,7 @@ fn resolve_plain(text: &str) -> Value {
     {
         return Value::Float(f);
     }
-    Value::String { text: text.to_owned(), plain: true }
+    Value::String { text, plain: true }
 }
 
 /// `(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?` without the sign.
@@ -276,27 +317,30 @@ fn is_core_float(s: &[u8]) -> bool {
     i == s.len()
 }
 
-enum Frame {
-    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
-    Map { pos: Pos, anchor: usize, entries: Vec<Entry>, key: Option<(String, Pos)> },
+enum Frame<'a> {
+    Seq { pos: Pos, anchor: Option<&'a str>, items: Vec<Node<'a>> },
+    Map { pos: Pos, anchor: Option<&'a str>, entries: Vec<Entry<'a>>, key: Option<(Cow<'a, str>, Pos)> },
 }
+
+/// The core schema's tag for strings, as the parser resolves `!!str`.
+const STR_TAG: &str = "tag:yaml.org,2002:str";
 
 /// Parses YAML text into a tree. `Ok(None)` is an empty document. On a syntax error, returns the
 /// problems found (the syntax error last); a tree is only returned for a well-formed document.
-pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
+pub fn parse(text: &str) -> Result<Option<Node<'_>>, Vec<YamlProblem>> {
     let mut problems = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut root: Option<Node> = None;
+    let mut anchors: HashMap<&str, Node<'_>> = HashMap::new();
+    let mut root: Option<Node<'_>> = None;
     let mut documents = 0usize;
     let mut nodes = 0usize;
+    let mut lines = Lines::new(text);
 
-    for event in Parser::new_from_str(text) {
+    for event in rlsp_yaml_parser::parse_events(text) {
         let (event, span) = match event {
             Ok(ev) => ev,
             Err(err) => {
-                let marker = err.marker();
-                let line = marker.line().max(1) as u64;
+                let line = err.pos.line.max(1) as u64;
                 let hint = match unclosed_bracket(text, line) {
                     Some((bracket, opened)) => {
                         format!("the `{bracket}` opened on line {opened} is not closed")
@@ -307,18 +351,20 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                     }
                 };
                 problems.push(YamlProblem {
-                    pos: Pos { line, column: marker.col() as u64 + 1 },
+                    pos: Pos { line, column: err.pos.column as u64 + 1 },
                     path: Vec::new(),
-                    message: format!("YAML syntax error: {}", err.info()),
+                    message: format!("YAML syntax error: {}", err.message),
                     hint: Some(hint),
                 });
                 return Err(problems);
             }
         };
-        let pos = Pos::of(&span);
+        let pos = lines.of(&span);
         let node = match event {
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => continue,
-            Event::DocumentStart(..) => {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd { .. } | Event::Comment { .. } => {
+                continue;
+            }
+            Event::DocumentStart { .. } => {
                 documents += 1;
                 if documents > 1 {
                     problems.push(YamlProblem {
@@ -331,7 +377,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                 }
                 continue;
             }
-            Event::Alias(id) => match anchors.get(&id) {
+            Event::Alias { name } => match anchors.get(name) {
                 Some(target) => {
                     nodes += target.size();
                     let mut copy = target.clone();
@@ -342,31 +388,33 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                     problems.push(YamlProblem {
                         pos,
                         path: Vec::new(),
-                        message: "alias to an unknown anchor".into(),
-                        hint: Some("define the anchor (`&name`) before its alias (`*name`)".into()),
+                        message: format!("alias `*{name}` refers to an unknown anchor"),
+                        hint: Some(format!("define the anchor (`&{name}`) before its alias (`*{name}`)")),
                     });
                     return Err(problems);
                 }
             },
-            Event::Scalar(text, style, anchor, tag) => {
+            Event::Scalar { value, style, meta } => {
                 nodes += 1;
-                let forced_string = tag.as_ref().is_some_and(|t| t.core_suffix() == Some("str"));
+                let forced_string = meta.as_ref().and_then(|m| m.tag.as_deref()) == Some(STR_TAG);
                 let value = if style == ScalarStyle::Plain && !forced_string {
-                    resolve_plain(&text)
+                    resolve_plain(value)
                 } else {
-                    Value::String { text: text.into_owned(), plain: style == ScalarStyle::Plain }
+                    Value::String { text: value, plain: style == ScalarStyle::Plain }
                 };
                 let node = Node { pos, value };
-                if anchor != 0 {
+                if let Some(anchor) = meta.and_then(|m| m.anchor) {
                     anchors.insert(anchor, node.clone());
                 }
                 node
             }
-            Event::SequenceStart(_, anchor, _) => {
+            Event::SequenceStart { meta, .. } => {
+                let anchor = meta.and_then(|m| m.anchor);
                 stack.push(Frame::Seq { pos, anchor, items: Vec::new() });
                 continue;
             }
-            Event::MappingStart(_, anchor, _) => {
+            Event::MappingStart { meta, .. } => {
+                let anchor = meta.and_then(|m| m.anchor);
                 stack.push(Frame::Map { pos, anchor, entries: Vec::new(), key: None });
                 continue;
             }
@@ -374,7 +422,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                 Some(Frame::Seq { pos, anchor, items }) => {
                     nodes += 1;
                     let node = Node { pos, value: Value::Seq(items) };
-                    if anchor != 0 {
+                    if let Some(anchor) = anchor {
                         anchors.insert(anchor, node.clone());
                     }
                     node
@@ -386,15 +434,13 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                     nodes += 1;
                     let entries = merge_and_check(entries, &mut problems, &stack);
                     let node = Node { pos, value: Value::Map(entries) };
-                    if anchor != 0 {
+                    if let Some(anchor) = anchor {
                         anchors.insert(anchor, node.clone());
                     }
                     node
                 }
                 _ => continue,
             },
-            // Comments, anchor metadata and unresolved aliases are not emitted with default options.
-            _ => continue,
         };
         if nodes > MAX_NODES {
             problems.push(YamlProblem {
@@ -409,10 +455,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
         if awaiting_key {
             let key_pos = node.pos;
             let text = match node.value {
-                Value::Null => "null".to_owned(),
-                Value::Bool(b) => b.to_string(),
-                Value::Int(i) => i.to_string(),
-                Value::Float(f) => f.to_string(),
+                Value::Null => Cow::Borrowed("null"),
+                Value::Bool(b) => Cow::Owned(b.to_string()),
+                Value::Int(i) => Cow::Owned(i.to_string()),
+                Value::Float(f) => Cow::Owned(f.to_string()),
                 Value::String { text, .. } => text,
                 Value::Seq(_) | Value::Map(_) => {
                     problems.push(YamlProblem {
@@ -421,7 +467,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<YamlProblem>> {
                         message: "a mapping key must be a plain value, not a list or mapping".into(),
                         hint: Some("use a simple name as the key".into()),
                     });
-                    String::from("?")
+                    Cow::Borrowed("?")
                 }
             };
             if let Some(Frame::Map { key, .. }) = stack.last_mut() {
@@ -477,19 +523,32 @@ fn path_of(stack: &[Frame]) -> Vec<Segment> {
         .zip(stack.iter())
         .map(|(_, parent)| match parent {
             Frame::Seq { items, .. } => Segment::Index(items.len()),
-            Frame::Map { key, .. } => Segment::Key(key.as_ref().map(|k| k.0.clone()).unwrap_or_default()),
+            Frame::Map { key, .. } => Segment::Key(key.as_ref().map(|k| k.0.to_string()).unwrap_or_default()),
         })
         .collect()
 }
 
 /// Expands `<<` merge keys (explicit keys win over merged ones) and reports duplicate keys.
-fn merge_and_check(entries: Vec<Entry>, problems: &mut Vec<YamlProblem>, stack: &[Frame]) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
-    let mut merged: Vec<Entry> = Vec::new();
+fn merge_and_check<'a>(
+    entries: Vec<Entry<'a>>,
+    problems: &mut Vec<YamlProblem>,
+    stack: &[Frame<'a>],
+) -> Vec<Entry<'a>> {
+    // The usual mapping has a handful of distinct keys and no merge key: keep it as it is.
+    let plain = entries.len() <= 16
+        && entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.key != "<<" && entries[..i].iter().all(|f| f.key != e.key));
+    if plain {
+        return entries;
+    }
+    let mut out: Vec<Entry<'a>> = Vec::with_capacity(entries.len());
+    let mut merged: Vec<Entry<'a>> = Vec::new();
     let mut seen = Seen::with_capacity(entries.len());
     for entry in entries {
         if entry.key == "<<" {
-            let sources: Vec<Node> = match entry.value.value {
+            let sources: Vec<Node<'a>> = match entry.value.value {
                 Value::Map(_) => vec![entry.value],
                 Value::Seq(items) => items,
                 _ => vec![entry.value],
@@ -571,7 +630,7 @@ fn with_key(stack: &[Frame], key: &str) -> Vec<Segment> {
     if let Some(top) = stack.last() {
         path.push(match top {
             Frame::Seq { items, .. } => Segment::Index(items.len()),
-            Frame::Map { key, .. } => Segment::Key(key.as_ref().map(|k| k.0.clone()).unwrap_or_default()),
+            Frame::Map { key, .. } => Segment::Key(key.as_ref().map(|k| k.0.to_string()).unwrap_or_default()),
         });
     }
     path.push(Segment::Key(key.to_owned()));
@@ -582,7 +641,7 @@ fn with_key(stack: &[Frame], key: &str) -> Vec<Segment> {
 mod tests {
     use super::*;
 
-    fn tree(text: &str) -> Node {
+    fn tree(text: &str) -> Node<'_> {
         parse(text).expect("valid YAML").expect("a document")
     }
 
@@ -616,6 +675,22 @@ mod tests {
         assert_eq!(bb.value.pos, Pos { line: 2, column: 7 });
         let two = t.at(&[Segment::Key("a".into()), Segment::Key("list".into()), Segment::Index(1)]).unwrap();
         assert_eq!(two.pos, Pos { line: 5, column: 7 });
+    }
+
+    #[test]
+    fn lines_count_every_line_break_and_columns_in_characters() {
+        let text = "a: 1\r\nb: 2\rc: 3\nd: \"é\" x\n";
+        let mut lines = Lines::new(text);
+        let check = |lines: &mut Lines, needle: &str, expect: (u64, u64)| {
+            let offset = text.find(needle).unwrap();
+            assert_eq!(lines.pos(offset), Pos { line: expect.0, column: expect.1 }, "{needle:?}");
+        };
+        check(&mut lines, "b", (2, 1));
+        check(&mut lines, "x", (4, 8));
+        // Out of order lookups still find their line.
+        check(&mut lines, "1", (1, 4));
+        check(&mut lines, "c", (3, 1));
+        check(&mut lines, "3", (3, 4));
     }
 
     #[test]
