@@ -4,20 +4,17 @@
 //! the same local server.
 //!
 //! Run with `--nocapture` to see the Slack payload and the SNS message of a failed run:
-//! `cargo test -p aphex-shared --test notify -- --nocapture`
+//! `cargo test -p aphex-tests --test notify -- --nocapture`
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aphex::config::NotifyOn;
 use aphex::notify::{
     Channels, Defaults, FailedStack, Handled, NotificationSettings, NotifyError, PipelineStatusEvent,
     RetryPolicy, RunStatus, SecretsManagerSource, SlackWebhook, SnsTopicPublisher, handle_event,
 };
-use aws_config::BehaviorVersion;
+use aphex_tests::moto::Moto;
 use aws_config::retry::RetryConfig;
 use axum::Router;
 use axum::extract::State;
@@ -27,61 +24,19 @@ use serde_json::{Value, json};
 
 const SHARED_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 
-// ------------------------------------------------------------------------------------ moto launcher
-
-/// A moto server on a free localhost port, stopped on drop. Local to this test until the shared
-/// launcher (`aphex_tests::moto`) exists.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let venv = repo.join(".venv/bin/moto_server");
-        let program = if venv.exists() { venv } else { PathBuf::from("moto_server") };
-        let port = free_port();
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("start {} (run scripts/setup to install moto): {e}", program.display())
-            });
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen on {port} within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, url }
-    }
-
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&self.url)
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            // Our retry policy is under test; the SDK's own retries would hide it.
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A local port nothing listens on (bound, then released).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// moto's SDK config with the SDK's own retries off: our retry policy is under test, and the SDK's
+/// retries would hide it.
+async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    let sdk = moto.sdk_config("us-east-1").await;
+    sdk.to_builder().retry_config(RetryConfig::standard().with_max_attempts(1)).build()
 }
 
 // -------------------------------------------------------------------------------- fake Slack + SNS sink
@@ -184,7 +139,7 @@ struct World {
 impl World {
     async fn start() -> World {
         let moto = Moto::start();
-        let sdk = moto.sdk_config().await;
+        let sdk = sdk_config(&moto).await;
         let state = Shared::default();
         let fake_url = start_fake(state.clone()).await;
 
