@@ -25,15 +25,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (cfg, _) = match crate::render::load(&args.config) {
-        Ok(loaded) => loaded,
+    let plan = match crate::render::load_plan(&args.config) {
+        Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
-    if let Err(err) = aphex::plan::check(&cfg) {
-        eprintln!("error: {err}");
-        return Ok(ExitCode::from(crate::render::INVALID));
-    }
-    let plan = aphex::plan::build(&cfg);
     let text = match args.format {
         Format::Text => plan.to_string(),
         Format::Json => format!("{}\n", serde_json::to_string_pretty(&plan)?),

@@ -55,6 +55,16 @@ pub(crate) fn load(path: &Path) -> Result<(Config, String), ExitCode> {
     }
 }
 
+/// Reads and validates the config and checks its plan; on failure prints why and gives the exit code.
+pub(crate) fn load_plan(path: &Path) -> Result<aphex::plan::Plan, ExitCode> {
+    let (cfg, _) = load(path)?;
+    if let Err(err) = aphex::plan::check(&cfg) {
+        eprintln!("error: {err}");
+        return Err(ExitCode::from(INVALID));
+    }
+    Ok(aphex::plan::build(&cfg))
+}
+
 /// Prints a template error; config and plan problems are the user's (1), anything else is ours.
 pub(crate) fn report(err: &TemplateError) -> ExitCode {
     eprintln!("error: {err}");

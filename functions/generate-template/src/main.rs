@@ -16,18 +16,13 @@ use serde_json::{Value, json};
 /// Settings from the environment, read once per cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Config {
-    /// Path-style S3 addressing, needed when `AWS_ENDPOINT_URL` points at a local S3 (tests, moto).
-    force_path_style: bool,
     /// `APHEX_DRY_RUN=true`: report what would change without applying.
     dry_run: bool,
 }
 
 impl Config {
     fn from_env() -> Self {
-        Self {
-            force_path_style: std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-            dry_run: std::env::var("APHEX_DRY_RUN").is_ok_and(|v| v == "true" || v == "1"),
-        }
+        Self { dry_run: std::env::var("APHEX_DRY_RUN").is_ok_and(|v| v == "true" || v == "1") }
     }
 }
 
@@ -87,10 +82,9 @@ async fn main() -> Result<(), Error> {
         .init();
     let config = Config::from_env();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.force_path_style).build();
     let deps = Deps {
         config,
-        fetcher: S3ConfigFetcher::new(aws_sdk_s3::Client::from_conf(s3)),
+        fetcher: S3ConfigFetcher::new(aphex::aws::s3_client(&sdk)),
         cluster: cluster_access_from_env().await.map_err(|e| e.to_string()),
     };
     let deps = &deps;

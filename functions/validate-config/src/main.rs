@@ -8,19 +8,6 @@ use aphex::template::service::{self, ConfigRequest, S3ConfigFetcher, ServiceErro
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::{Value, json};
 
-/// Settings from the environment, read once per cold start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Config {
-    /// Path-style S3 addressing, needed when `AWS_ENDPOINT_URL` points at a local S3 (tests, moto).
-    force_path_style: bool,
-}
-
-impl Config {
-    fn from_env() -> Self {
-        Self { force_path_style: std::env::var_os("AWS_ENDPOINT_URL").is_some() }
-    }
-}
-
 /// The request, or why it is not one.
 fn decode(event: Value) -> Result<ConfigRequest, ServiceError> {
     serde_json::from_value(event).map_err(|e| {
@@ -51,10 +38,9 @@ async fn main() -> Result<(), Error> {
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let config = Config::from_env();
+    // No settings of its own: the SDK reads its region, credentials and endpoint from the environment.
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.force_path_style).build();
-    let fetcher = S3ConfigFetcher::new(aws_sdk_s3::Client::from_conf(s3));
+    let fetcher = S3ConfigFetcher::new(aphex::aws::s3_client(&sdk));
     let fetcher = &fetcher;
     run(service_fn(move |event: LambdaEvent<Value>| async move { handle(fetcher, event.payload).await }))
         .await
