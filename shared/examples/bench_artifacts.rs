@@ -1,9 +1,10 @@
-//! Measures packaging + upload of a work tree to S3 (`scripts/bench-artifacts` runs it under
-//! `/usr/bin/time -v` against moto to report peak memory). Usage: bench_artifacts DIR BUCKET.
+//! Measures packaging + upload of a work tree to S3, then download + sha256 verification + unpack into a
+//! fresh directory (`scripts/bench-artifacts` runs it under `/usr/bin/time -v` against moto to report
+//! peak memory). Usage: bench_artifacts DIR BUCKET.
 
 use std::time::Instant;
 
-use aphex::artifacts::{ArtifactRef, ArtifactStore, S3Store, s3_client_from_env, upload};
+use aphex::artifacts::{ArtifactRef, ArtifactStore, S3Store, download, s3_client_from_env, upload};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +34,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64(),
         mib / elapsed.as_secs_f64(),
         keys.iter().map(|k| store.location(k)).collect::<Vec<_>>().join(", ")
+    );
+    let dest =
+        tempfile::tempdir_in(std::path::Path::new(&dir).parent().unwrap_or(std::path::Path::new(".")))?;
+    let started = Instant::now();
+    let fetched = download(&store, &at, dest.path()).await?;
+    let elapsed = started.elapsed();
+    println!(
+        "downloaded+verified+unpacked {} files ({:.0} MiB) in {:.2} s ({:.0} MiB/s)",
+        fetched.files.len(),
+        mib,
+        elapsed.as_secs_f64(),
+        mib / elapsed.as_secs_f64()
     );
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use package::{ChannelWriter, pack, select_files, unpack};
+pub use package::{ChannelReader, ChannelWriter, pack, select_files, unpack};
 pub use store::{ArtifactStore, LocalStore, MemoryStore, S3Store, StoreError, s3_client_from_env};
 
 /// Object name of the archive under an artifact prefix.
@@ -159,17 +159,18 @@ pub async fn download(
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|source| ArtifactError::Manifest { location: store.location(&manifest_key), source })?;
     std::fs::create_dir_all(dest).map_err(|source| ArtifactError::Io { path: dest.to_path_buf(), source })?;
-    let tmp = tempfile::NamedTempFile::new_in(dest)
-        .map_err(|source| ArtifactError::Io { path: dest.to_path_buf(), source })?;
-    store.get_to_file(&at.archive_key(), tmp.path()).await?;
+    // Streamed: the unpacker decompresses, hashes and writes while the rest of the archive arrives, with
+    // four 1 MiB chunks in flight; nothing is staged on disk.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let dest_owned = dest.to_path_buf();
     let expected = manifest.clone();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(tmp.path())
-            .map_err(|source| ArtifactError::Io { path: tmp.path().to_path_buf(), source })?;
-        unpack(std::io::BufReader::new(file), &expected, &dest_owned)
-    })
-    .await
-    .map_err(|e| ArtifactError::Task(e.to_string()))??;
+    let unpacker = tokio::task::spawn_blocking(move || {
+        unpack(std::io::BufReader::new(ChannelReader::new(rx)), &expected, &dest_owned)
+    });
+    let fetched = store.get_stream(&at.archive_key(), tx).await;
+    let unpacked = unpacker.await.map_err(|e| ArtifactError::Task(e.to_string()))?;
+    // A failed read truncates the stream, so its own error is the one to report.
+    fetched?;
+    unpacked?;
     Ok(manifest)
 }

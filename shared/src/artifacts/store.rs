@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Errors of an artifact store.
@@ -37,11 +37,16 @@ pub trait ArtifactStore: Send + Sync {
     async fn put_bytes(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError>;
     /// Read a small object.
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError>;
-    /// Stream an object into a file. Returns its size.
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError>;
+    /// Stream an object into `tx` chunk by chunk (the bounded channel paces the read). A consumer that
+    /// hangs up early ends the read without an error (it reports its own); a failed read sends an `Err`
+    /// chunk, so the consumer never mistakes a truncated object for a whole one. Returns the bytes sent.
+    async fn get_stream(&self, key: &str, tx: mpsc::Sender<io::Result<Bytes>>) -> Result<u64, StoreError>;
     /// Keys under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 }
+
+/// Size of the chunks a store reads an object in.
+const READ_CHUNK: usize = 1 << 20;
 
 /// A directory on the local disk: `aphex run --local` and tests.
 #[derive(Debug, Clone)]
@@ -125,8 +130,26 @@ impl ArtifactStore for LocalStore {
         tokio::fs::read(self.path(key)).await.map_err(self.io(key))
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
-        tokio::fs::copy(self.path(key), path).await.map_err(self.io(key))
+    async fn get_stream(&self, key: &str, tx: mpsc::Sender<io::Result<Bytes>>) -> Result<u64, StoreError> {
+        let mut file = tokio::fs::File::open(self.path(key)).await.map_err(self.io(key))?;
+        let mut total = 0u64;
+        loop {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => return Ok(total),
+                Ok(n) => {
+                    total += n as u64;
+                    if tx.send(Ok(buf.freeze())).await.is_err() {
+                        return Ok(total);
+                    }
+                }
+                Err(source) => {
+                    let message = source.to_string();
+                    let _ = tx.send(Err(io::Error::new(source.kind(), message))).await;
+                    return Err(StoreError::Io { location: self.location(key), source });
+                }
+            }
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -211,12 +234,17 @@ impl ArtifactStore for MemoryStore {
         self.get(key).ok_or_else(|| StoreError::NotFound { location: self.location(key) })
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
-        let body = self.get_bytes(key).await?;
-        tokio::fs::write(path, &body)
-            .await
-            .map_err(|source| StoreError::Io { location: path.display().to_string(), source })?;
-        Ok(body.len() as u64)
+    async fn get_stream(&self, key: &str, tx: mpsc::Sender<io::Result<Bytes>>) -> Result<u64, StoreError> {
+        let body = Bytes::from(self.get_bytes(key).await?);
+        let mut at = 0;
+        while at < body.len() {
+            let end = (at + READ_CHUNK).min(body.len());
+            if tx.send(Ok(body.slice(at..end))).await.is_err() {
+                break;
+            }
+            at = end;
+        }
+        Ok(at as u64)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -437,19 +465,25 @@ impl ArtifactStore for S3Store {
         Ok(data.into_bytes().to_vec())
     }
 
-    async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
-        let out = self.get(key).await?;
-        let mut reader = out.body.into_async_read();
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(|source| StoreError::Io { location: path.display().to_string(), source })?;
-        let n = tokio::io::copy(&mut reader, &mut file)
-            .await
-            .map_err(|source| StoreError::Io { location: self.location(key), source })?;
-        file.flush()
-            .await
-            .map_err(|source| StoreError::Io { location: path.display().to_string(), source })?;
-        Ok(n)
+    async fn get_stream(&self, key: &str, tx: mpsc::Sender<io::Result<Bytes>>) -> Result<u64, StoreError> {
+        let mut body = self.get(key).await?.body;
+        let mut total = 0u64;
+        loop {
+            match body.next().await {
+                None => return Ok(total),
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(total);
+                    }
+                }
+                Some(Err(e)) => {
+                    let err = self.s3_err("GetObject", key, e);
+                    let _ = tx.send(Err(io::Error::other(err.to_string()))).await;
+                    return Err(err);
+                }
+            }
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
