@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mib / elapsed.as_secs_f64(),
         keys.iter().map(|k| store.location(k)).collect::<Vec<_>>().join(", ")
     );
+    let upload_peak = peak_rss_mib();
     let dest =
         tempfile::tempdir_in(std::path::Path::new(&dir).parent().unwrap_or(std::path::Path::new(".")))?;
     let started = Instant::now();
@@ -47,5 +48,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64(),
         mib / elapsed.as_secs_f64()
     );
+    if let (Some(up), Some(all)) = (upload_peak, peak_rss_mib()) {
+        println!("peak resident memory: {up} MiB after package+upload, {all} MiB at the end");
+    }
     Ok(())
+}
+
+/// The process's peak resident set size so far (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }

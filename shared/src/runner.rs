@@ -66,7 +66,7 @@ pub struct LocalRun {
     pub config_file: String,
     /// Only these environments (all when empty); the others' stages are skipped.
     pub only_envs: Vec<String>,
-    /// Run state: artifacts, stage records, the run record, the unpacked work tree.
+    /// Run state: artifacts, stage records, the run record.
     pub state_dir: PathBuf,
     pub run: steps::RunInfo,
 }
@@ -106,9 +106,11 @@ pub async fn run_local(
         work_dir,
         config_file: local.config_file.clone(),
     };
+    // The build runs in place, and its tree is every later stage's work tree: verified against the
+    // build's manifest once (a changed file fails the run) instead of unpacked into a copy, which costs
+    // more than the rest of aphex together on a CDK app (thousands of node_modules files).
     let source_ctx = ctx_at(local.repo_dir.clone());
-    // One unpacked tree for every later stage: the marker makes the first one download and verify.
-    let work_ctx = ctx_at(local.state_dir.join("work"));
+    let work_ctx = ctx_at(local.repo_dir.clone());
     let outputs_dir = local.state_dir.join("outputs");
     let mut failed = false;
     let mut approvals = Duration::ZERO;
@@ -129,7 +131,16 @@ pub async fn run_local(
                 steps::validate::run(&source_ctx, adapters.identity.as_ref()).await
             }
             StageKind::Build => steps::build::run(&source_ctx).await,
-            StageKind::Pipeline => steps::deploy::run_pipeline(&work_ctx, adapters.updater.as_ref()).await,
+            StageKind::Pipeline => {
+                match steps::deploy::adopt_build_tree(&work_ctx, steps::deploy::PIPELINE_STAGE).await {
+                    Ok(_) => steps::deploy::run_pipeline(&work_ctx, adapters.updater.as_ref()).await,
+                    Err(error) => {
+                        work_ctx
+                            .record(&stage.id, None, async { Err::<steps::StageReport, _>(error.into()) })
+                            .await
+                    }
+                }
+            }
             StageKind::Approval { env } => {
                 let waited = Instant::now();
                 let environment = steps::environment(config, env)?;

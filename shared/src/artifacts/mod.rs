@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use package::{ChannelReader, ChannelWriter, pack, select_files, unpack};
+pub use package::{ChannelReader, ChannelWriter, digest, pack, select_files, unpack, verify_files};
 pub use store::{ArtifactStore, LocalStore, MemoryStore, S3Store, StoreError, s3_client_from_env};
 
 /// Object name of the archive under an artifact prefix.
@@ -172,5 +172,35 @@ pub async fn download(
     // A failed read truncates the stream, so its own error is the one to report.
     fetched?;
     unpacked?;
+    Ok(manifest)
+}
+
+/// Checks that the work tree `root` holds exactly the files of the artifacts at `at` (size and sha256 of
+/// every file the manifest lists) and that the stored archive is intact (its sha256), without unpacking
+/// it: a local run deploys from the tree its build ran in, which must still be what was packaged.
+pub async fn verify_tree(
+    store: &dyn ArtifactStore,
+    at: &ArtifactRef,
+    root: &std::path::Path,
+) -> Result<Manifest, ArtifactError> {
+    let manifest_key = at.manifest_key();
+    let bytes = store.get_bytes(&manifest_key).await?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|source| ArtifactError::Manifest { location: store.location(&manifest_key), source })?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let archive = tokio::task::spawn_blocking(move || digest(ChannelReader::new(rx)));
+    let files = {
+        let (manifest, root) = (manifest.clone(), root.to_path_buf());
+        tokio::task::spawn_blocking(move || verify_files(&manifest, &root))
+    };
+    let fetched = store.get_stream(&at.archive_key(), tx).await;
+    let archive = archive.await.map_err(|e| ArtifactError::Task(e.to_string()))?;
+    let files = files.await.map_err(|e| ArtifactError::Task(e.to_string()))?;
+    fetched?;
+    let (actual, _) = archive.map_err(ArtifactError::Archive)?;
+    if actual != manifest.archive_sha256 {
+        return Err(ArtifactError::ArchiveMismatch { expected: manifest.archive_sha256.clone(), actual });
+    }
+    files?;
     Ok(manifest)
 }

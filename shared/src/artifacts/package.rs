@@ -222,6 +222,74 @@ pub fn unpack<R: Read>(input: R, manifest: &Manifest, dest: &Path) -> Result<(),
     Ok(())
 }
 
+/// Checks that the files under `root` are the ones `manifest` lists: same size and sha256 (links: same
+/// target). Hashes on every core, since the files are independent. Files the manifest does not list are
+/// not looked at.
+pub fn verify_files(manifest: &Manifest, root: &Path) -> Result<(), ArtifactError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let per = manifest.files.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let running: Vec<_> =
+            manifest.files.chunks(per).map(|chunk| scope.spawn(move || verify_chunk(chunk, root))).collect();
+        running.into_iter().try_for_each(|t| {
+            t.join().unwrap_or_else(|_| Err(ArtifactError::Task("a verifying thread panicked".into())))
+        })
+    })
+}
+
+fn verify_chunk(entries: &[ManifestEntry], root: &Path) -> Result<(), ArtifactError> {
+    let mut buf = vec![0u8; 256 << 10];
+    for want in entries {
+        let path = root.join(&want.path);
+        let io_err = |source| ArtifactError::Io { path: path.clone(), source };
+        if let Some(link) = &want.link {
+            let target = std::fs::read_link(&path).map_err(io_err)?;
+            if target.to_string_lossy() != link.as_str() {
+                return Err(ArtifactError::Sha256Mismatch {
+                    path: want.path.clone(),
+                    expected: format!("a link to {link}"),
+                    actual: format!("a link to {}", target.display()),
+                });
+            }
+            continue;
+        }
+        let mut file = std::fs::File::open(&path).map_err(io_err)?;
+        let mut hasher = Sha256::new();
+        let mut count = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            count += n as u64;
+        }
+        if count != want.size {
+            return Err(ArtifactError::SizeMismatch {
+                path: want.path.clone(),
+                expected: want.size,
+                actual: count,
+            });
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual != want.sha256 {
+            return Err(ArtifactError::Sha256Mismatch {
+                path: want.path.clone(),
+                expected: want.sha256.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// sha256 and size of everything `input` yields (an archive, without unpacking it).
+pub fn digest<R: Read>(mut input: R) -> io::Result<(String, u64)> {
+    let mut hashing = HashingReader::new(&mut input);
+    io::copy(&mut hashing, &mut io::sink())?;
+    Ok((hex::encode(hashing.hasher.finalize()), hashing.count))
+}
+
 #[cfg(unix)]
 fn symlink(link: &Path, target: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(link, target)

@@ -262,7 +262,9 @@ pub struct S3Store {
 }
 
 const PART_SIZE: usize = 8 << 20;
-const MAX_IN_FLIGHT: usize = 4;
+// Three parts in flight keep an upload busy; with the packer's compression buffers that stays well under
+// 100 MB of peak memory for any archive size.
+const MAX_IN_FLIGHT: usize = 3;
 
 /// An S3 client from the environment; path-style addressing when `AWS_ENDPOINT_URL` points at an emulator
 /// (virtual-host names such as `bucket.localhost` do not resolve).

@@ -11,9 +11,9 @@ use super::{
 };
 use crate::artifacts::{self, ArtifactRef};
 
-/// Marker in a work tree saying which archive was unpacked there, so stages sharing a work tree (the
-/// local runner) unpack once.
-pub const MARKER: &str = ".aphex-artifacts.json";
+/// Marker in a work tree saying which artifacts it holds (unpacked there, or verified in place), so
+/// stages sharing a work tree (the local runner) fetch them once. Under `.aphex/`, which is never packaged.
+pub const MARKER: &str = ".aphex/artifacts";
 
 /// The artifacts of this run in `ctx.work_dir`, downloaded and verified unless the marker says they are
 /// already there. Returns where they came from.
@@ -31,7 +31,7 @@ pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<Artifact
     }
     let clock = Instant::now();
     let manifest = artifacts::download(ctx.store.as_ref(), &at, &ctx.work_dir).await?;
-    std::fs::write(&marker, &at.prefix).map_err(|source| StepError::Io { path: marker.clone(), source })?;
+    write_marker(&marker, &at)?;
     ctx.say(
         stage,
         &format!(
@@ -42,6 +42,40 @@ pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<Artifact
         ),
     );
     Ok(at)
+}
+
+/// The local runner's way to the artifacts: the tree the build ran in is the work tree of the later
+/// stages, checked against the build's manifest (every file's size and sha256, the stored archive's
+/// sha256) instead of unpacking a copy of it. A file changed since the build fails the check.
+pub async fn adopt_build_tree(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
+    let build = ctx.read_stage(stage, super::build::STAGE).await?;
+    let at = build.artifacts.ok_or_else(|| StepError::MissingStage {
+        stage: stage.to_owned(),
+        needed: "build (with artifacts)".into(),
+        location: ctx.store.location(&ctx.stage_key(super::build::STAGE)),
+        run_id: ctx.run.run_id.clone(),
+    })?;
+    let clock = Instant::now();
+    let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir).await?;
+    write_marker(&ctx.work_dir.join(MARKER), &at)?;
+    ctx.say(
+        stage,
+        &format!(
+            "artifacts: the build's {} files verified in place (sha256) against {} in {:.0?}",
+            manifest.files.len(),
+            ctx.store.location(&at.prefix),
+            clock.elapsed()
+        ),
+    );
+    Ok(at)
+}
+
+fn write_marker(marker: &Path, at: &ArtifactRef) -> Result<(), StepError> {
+    let io = |source| StepError::Io { path: marker.to_path_buf(), source };
+    if let Some(parent) = marker.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(marker, &at.prefix).map_err(io)
 }
 
 /// Deploy stage id of an environment.
@@ -70,6 +104,14 @@ pub async fn run(
             stage: &id,
         };
         let outcome = deployer.deploy(request, ctx.sink.clone()).await;
+        ctx.say(
+            &id,
+            &format!(
+                "synth {:.2}s, waiting on AWS {:.2}s",
+                outcome.synth.as_secs_f64(),
+                outcome.aws_wait.as_secs_f64()
+            ),
+        );
         write_outputs(outputs_file, &outcome.outputs)?;
         let report = StageReport {
             external: outcome.synth + outcome.aws_wait,
