@@ -385,3 +385,133 @@ impl StackDeployer for WatchedDeployer {
         self.inner.set_termination_protection(name, enabled).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::shell::MemorySink;
+
+    /// CloudFormation as it answers a create whose queue fails: the stack rolls back, and the events
+    /// (newest first) name the resource, its type and the reason. Every call takes `latency`.
+    struct RollingBack {
+        latency: Duration,
+        events: Vec<StackEvent>,
+    }
+
+    fn event(id: &str, logical: &str, kind: &str, status: &str, reason: Option<&str>, at: i64) -> StackEvent {
+        StackEvent {
+            event_id: id.into(),
+            logical_id: logical.into(),
+            resource_type: kind.into(),
+            status: status.into(),
+            reason: reason.map(str::to_owned),
+            timestamp_ms: at,
+        }
+    }
+
+    fn unused(operation: &'static str) -> CloudError {
+        CloudError::new(operation, "not used by this test")
+    }
+
+    #[async_trait]
+    impl StackDeployer for RollingBack {
+        async fn describe_stack(&self, _name: &str) -> Result<Option<DeployedStack>, CloudError> {
+            tokio::time::sleep(self.latency).await;
+            Ok(Some(DeployedStack { status: "ROLLBACK_COMPLETE".into(), ..Default::default() }))
+        }
+        async fn template_body(&self, _name: &str) -> Result<String, CloudError> {
+            Err(unused("GetTemplate"))
+        }
+        async fn create_stack(&self, _input: &StackInput) -> Result<(), CloudError> {
+            tokio::time::sleep(self.latency).await;
+            Ok(())
+        }
+        async fn update_stack(&self, _input: &StackInput) -> Result<UpdateStarted, CloudError> {
+            Err(unused("UpdateStack"))
+        }
+        async fn delete_stack(&self, _name: &str) -> Result<(), CloudError> {
+            Err(unused("DeleteStack"))
+        }
+        async fn create_change_set(
+            &self,
+            _input: &StackInput,
+            _name: &str,
+            _kind: ChangeSetKind,
+        ) -> Result<String, CloudError> {
+            Err(unused("CreateChangeSet"))
+        }
+        async fn describe_change_set(&self, _arn: &str) -> Result<ChangeSetInfo, CloudError> {
+            Err(unused("DescribeChangeSet"))
+        }
+        async fn execute_change_set(&self, _arn: &str) -> Result<(), CloudError> {
+            Err(unused("ExecuteChangeSet"))
+        }
+        async fn delete_change_set(&self, _arn: &str) -> Result<(), CloudError> {
+            Err(unused("DeleteChangeSet"))
+        }
+        async fn stack_events(&self, _name: &str) -> Result<Vec<StackEvent>, CloudError> {
+            tokio::time::sleep(self.latency).await;
+            Ok(self.events.clone())
+        }
+        async fn set_termination_protection(&self, _name: &str, _on: bool) -> Result<(), CloudError> {
+            Err(unused("UpdateTerminationProtection"))
+        }
+    }
+
+    #[tokio::test]
+    async fn stack_progress_shows_each_new_event_once_then_the_final_status_and_times_every_call() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
+        let events = vec![
+            event("4", "Broken", "AWS::CloudFormation::Stack", "ROLLBACK_COMPLETE", None, now + 3),
+            event(
+                "3",
+                "Jobs",
+                "AWS::SQS::Queue",
+                "CREATE_FAILED",
+                Some("Queue name must end in .fifo"),
+                now + 2,
+            ),
+            event("2", "Broken", "AWS::CloudFormation::Stack", "CREATE_IN_PROGRESS", None, now + 1),
+            // An event of an earlier operation on the stack is not this deploy's.
+            event("1", "Broken", "AWS::CloudFormation::Stack", "DELETE_COMPLETE", None, now - 60_000),
+        ];
+        let sink = Arc::new(MemorySink::default());
+        let watch = Arc::new(Watch {
+            stage: "deploy-dev".into(),
+            sink: sink.clone(),
+            names: [("dev-Broken".to_owned(), "Broken".to_owned())].into_iter().collect(),
+            state: Mutex::default(),
+        });
+        let latency = Duration::from_millis(20);
+        let cf = WatchedDeployer { inner: Arc::new(RollingBack { latency, events }), watch: watch.clone() };
+        // Before a create, a describe (the engine's up-front check) reports nothing.
+        cf.describe_stack("dev-Broken").await.unwrap();
+        cf.create_stack(&StackInput { stack_name: "dev-Broken".into(), ..Default::default() }).await.unwrap();
+        for _ in 0..2 {
+            cf.describe_stack("dev-Broken").await.unwrap();
+            cf.stack_events("dev-Broken").await.unwrap();
+        }
+        let lines: Vec<String> = sink.lines.lock().unwrap().clone();
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        assert_eq!(lines[0], "[deploy-dev] Broken: started");
+        assert_eq!(lines[1], "[deploy-dev] Broken: Broken AWS::CloudFormation::Stack CREATE_IN_PROGRESS");
+        assert_eq!(
+            lines[2],
+            "[deploy-dev] Broken: Jobs AWS::SQS::Queue CREATE_FAILED (Queue name must end in .fifo)"
+        );
+        assert_eq!(lines[3], "[deploy-dev] Broken: Broken AWS::CloudFormation::Stack ROLLBACK_COMPLETE");
+        assert!(lines[4].starts_with("[deploy-dev] Broken: ROLLBACK_COMPLETE in "), "{}", lines[4]);
+        // Six sequential calls of 20 ms each were in flight.
+        assert!(watch.in_flight() >= latency * 6, "{:?}", watch.in_flight());
+    }
+
+    #[test]
+    fn aws_wait_is_the_larger_lower_bound_and_never_more_than_the_deploy() {
+        let s = Duration::from_secs;
+        assert_eq!(aws_wait(s(3), s(2), s(10)), s(3));
+        assert_eq!(aws_wait(s(1), s(4), s(10)), s(4));
+        // Parallel stacks poll at the same time: their sum is capped by the wall time.
+        assert_eq!(aws_wait(s(1), s(25), s(10)), s(10));
+        assert_eq!(aws_wait(s(12), s(0), s(10)), s(10));
+    }
+}

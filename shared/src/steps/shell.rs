@@ -47,11 +47,6 @@ impl StackUpdate {
             }
         }
     }
-
-    /// True for a final status that is a failure or a rollback.
-    pub fn failed(&self) -> bool {
-        matches!(self, StackUpdate::Done { status, .. } if status.contains("FAILED") || status.contains("ROLLBACK"))
-    }
 }
 
 /// Writes `[stage] line` to stderr.
