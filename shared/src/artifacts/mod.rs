@@ -69,6 +69,15 @@ impl ArtifactRef {
         Self { prefix: format!("{repo}/{commit_sha}/{stamp}/") }
     }
 
+    /// When the artifacts were packaged: the prefix's UTC timestamp (whole seconds, so never later than
+    /// the packaging started).
+    pub fn packed_at(&self) -> Option<std::time::SystemTime> {
+        let stamp = self.prefix.trim_end_matches('/').rsplit('/').next()?;
+        let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let at = time::PrimitiveDateTime::parse(stamp, format).ok()?.assume_utc();
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(at.unix_timestamp()).ok()?))
+    }
+
     /// Key of the archive.
     pub fn archive_key(&self) -> String {
         format!("{}{ARCHIVE_NAME}", self.prefix)
@@ -176,12 +185,14 @@ pub async fn download(
 }
 
 /// Checks that the work tree `root` holds exactly the files of the artifacts at `at` (size and sha256 of
-/// every file the manifest lists) and that the stored archive is intact (its sha256), without unpacking
-/// it: a local run deploys from the tree its build ran in, which must still be what was packaged.
+/// every file the manifest lists; see [`verify_files`] for `packed_at`) and that the stored archive is
+/// intact (its sha256), without unpacking it: a local run deploys from the tree its build ran in, which
+/// must still be what was packaged.
 pub async fn verify_tree(
     store: &dyn ArtifactStore,
     at: &ArtifactRef,
     root: &std::path::Path,
+    packed_at: Option<std::time::SystemTime>,
 ) -> Result<Manifest, ArtifactError> {
     let manifest_key = at.manifest_key();
     let bytes = store.get_bytes(&manifest_key).await?;
@@ -191,7 +202,7 @@ pub async fn verify_tree(
     let archive = tokio::task::spawn_blocking(move || digest(ChannelReader::new(rx)));
     let files = {
         let (manifest, root) = (manifest.clone(), root.to_path_buf());
-        tokio::task::spawn_blocking(move || verify_files(&manifest, &root))
+        tokio::task::spawn_blocking(move || verify_files(&manifest, &root, packed_at))
     };
     let fetched = store.get_stream(&at.archive_key(), tx).await;
     let archive = archive.await.map_err(|e| ArtifactError::Task(e.to_string()))?;

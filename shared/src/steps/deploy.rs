@@ -45,8 +45,9 @@ pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<Artifact
 }
 
 /// The local runner's way to the artifacts: the tree the build ran in is the work tree of the later
-/// stages, checked against the build's manifest (every file's size and sha256, the stored archive's
-/// sha256) instead of unpacking a copy of it. A file changed since the build fails the check.
+/// stages, checked against the build's manifest (every file's size, the sha256 of every file changed
+/// since the packaging, the stored archive's sha256) instead of unpacking a copy of it. A file changed
+/// since the build fails the check.
 pub async fn adopt_build_tree(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
     let build = ctx.read_stage(stage, super::build::STAGE).await?;
     let at = build.artifacts.ok_or_else(|| StepError::MissingStage {
@@ -56,7 +57,9 @@ pub async fn adopt_build_tree(ctx: &StepContext, stage: &str) -> Result<Artifact
         run_id: ctx.run.run_id.clone(),
     })?;
     let clock = Instant::now();
-    let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir).await?;
+    // A second earlier than the stamp: file timestamps come from a coarse clock that may lag a tick.
+    let packed_at = at.packed_at().map(|t| t - std::time::Duration::from_secs(1));
+    let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir, packed_at).await?;
     write_marker(&ctx.work_dir.join(MARKER), &at)?;
     ctx.say(
         stage,
