@@ -76,13 +76,18 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
 
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let ui = Arc::new(Ui { multi: multi.clone(), bars: Mutex::new(HashMap::new()) });
+    let deployer = Arc::new(steps::engine::EngineDeployer {
+        method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
+        progress: false,
+    });
     let adapters = Adapters {
         identity: Arc::new(steps::adapters::StsIdentity::from_env().await),
-        deployer: Arc::new(steps::engine::EngineDeployer {
-            method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
-            progress: false,
+        deployer: deployer.clone(),
+        updater: Arc::new(steps::adapters::OwnStackFirst {
+            deployer,
+            inner: Arc::new(steps::adapters::RenderToFile { path: state_dir.join("workflow-template.yaml") }),
+            run_id: run_id.clone(),
         }),
-        updater: Arc::new(steps::adapters::RenderToFile { path: state_dir.join("workflow-template.yaml") }),
         approver,
         progress: ui.clone(),
         sink: ui.clone(),
