@@ -18,29 +18,14 @@ pub const MARKER: &str = ".aphex/artifacts";
 /// The artifacts of this run in `ctx.work_dir`, downloaded and verified unless the marker says they are
 /// already there. Returns where they came from.
 pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
-    let build = ctx.read_stage(stage, super::build::STAGE).await?;
-    let at = build.artifacts.ok_or_else(|| StepError::MissingStage {
-        stage: stage.to_owned(),
-        needed: "build (with artifacts)".into(),
-        location: ctx.store.location(&ctx.stage_key(super::build::STAGE)),
-        run_id: ctx.run.run_id.clone(),
-    })?;
+    let at = build_artifacts(ctx, stage).await?;
     let marker = ctx.work_dir.join(MARKER);
     if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == at.prefix) {
         return Ok(at);
     }
     let clock = Instant::now();
     let manifest = artifacts::download(ctx.store.as_ref(), &at, &ctx.work_dir).await?;
-    write_marker(&marker, &at)?;
-    ctx.say(
-        stage,
-        &format!(
-            "artifacts: {} files verified (sha256) from {} in {:.0?}",
-            manifest.files.len(),
-            ctx.store.location(&at.prefix),
-            clock.elapsed()
-        ),
-    );
+    fetched(ctx, stage, &at, &manifest, "verified (sha256) from", clock)?;
     Ok(at)
 }
 
@@ -49,28 +34,46 @@ pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<Artifact
 /// since the packaging, the stored archive's sha256) instead of unpacking a copy of it. A file changed
 /// since the build fails the check.
 pub async fn adopt_build_tree(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
-    let build = ctx.read_stage(stage, super::build::STAGE).await?;
-    let at = build.artifacts.ok_or_else(|| StepError::MissingStage {
-        stage: stage.to_owned(),
-        needed: "build (with artifacts)".into(),
-        location: ctx.store.location(&ctx.stage_key(super::build::STAGE)),
-        run_id: ctx.run.run_id.clone(),
-    })?;
+    let at = build_artifacts(ctx, stage).await?;
     let clock = Instant::now();
     // A second earlier than the stamp: file timestamps come from a coarse clock that may lag a tick.
     let packed_at = at.packed_at().map(|t| t - std::time::Duration::from_secs(1));
     let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir, packed_at).await?;
-    write_marker(&ctx.work_dir.join(MARKER), &at)?;
+    fetched(ctx, stage, &at, &manifest, "of the build's tree verified in place (sha256) against", clock)?;
+    Ok(at)
+}
+
+/// Where the build stage put this run's artifacts.
+async fn build_artifacts(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
+    let build = ctx.read_stage(stage, super::build::STAGE).await?;
+    build.artifacts.ok_or_else(|| StepError::MissingStage {
+        stage: stage.to_owned(),
+        needed: "build (with artifacts)".into(),
+        location: ctx.store.location(&ctx.stage_key(super::build::STAGE)),
+        run_id: ctx.run.run_id.clone(),
+    })
+}
+
+/// Marks the work tree as holding `at` and says how it got there.
+fn fetched(
+    ctx: &StepContext,
+    stage: &str,
+    at: &ArtifactRef,
+    manifest: &artifacts::Manifest,
+    how: &str,
+    clock: Instant,
+) -> Result<(), StepError> {
+    write_marker(&ctx.work_dir.join(MARKER), at)?;
     ctx.say(
         stage,
         &format!(
-            "artifacts: the build's {} files verified in place (sha256) against {} in {:.0?}",
+            "artifacts: {} files {how} {} in {:.0?}",
             manifest.files.len(),
             ctx.store.location(&at.prefix),
             clock.elapsed()
         ),
     );
-    Ok(at)
+    Ok(())
 }
 
 fn write_marker(marker: &Path, at: &ArtifactRef) -> Result<(), StepError> {
