@@ -32,6 +32,9 @@ pub struct Manifest {
     pub archive_bytes: u64,
     /// sha256 of the compressed archive.
     pub archive_sha256: String,
+    /// When packaging started (UTC, nanoseconds): files unchanged since then are the ones hashed here.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub packed_at: Option<time::OffsetDateTime>,
 }
 
 /// One file (or symbolic link) of the archive.
@@ -134,6 +137,7 @@ pub async fn upload(
     include: &[String],
     at: &ArtifactRef,
 ) -> Result<Manifest, ArtifactError> {
+    let started = time::OffsetDateTime::now_utc();
     let files = select_files(root, include)?;
     // Four 1 MiB chunks in flight between the packer thread and the uploader.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -149,8 +153,9 @@ pub async fn upload(
         }
     });
     let uploaded = store.put_stream(&at.archive_key(), rx).await;
-    let manifest = packer.await.map_err(|e| ArtifactError::Task(e.to_string()))??;
+    let mut manifest = packer.await.map_err(|e| ArtifactError::Task(e.to_string()))??;
     uploaded?;
+    manifest.packed_at = Some(started);
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|source| ArtifactError::Manifest { location: store.location(&at.manifest_key()), source })?;
     store.put_bytes(&at.manifest_key(), json).await?;
@@ -185,19 +190,27 @@ pub async fn download(
 }
 
 /// Checks that the work tree `root` holds exactly the files of the artifacts at `at` (size and sha256 of
-/// every file the manifest lists; see [`verify_files`] for `packed_at`) and that the stored archive is
-/// intact (its sha256), without unpacking it: a local run deploys from the tree its build ran in, which
-/// must still be what was packaged.
+/// every file the manifest lists) and that the stored archive is intact (its sha256), without unpacking
+/// it: a local run deploys from the tree its build ran in, which must still be what was packaged. With
+/// `trust_unchanged`, files untouched since the packaging started are not hashed again (see
+/// [`verify_files`]).
 pub async fn verify_tree(
     store: &dyn ArtifactStore,
     at: &ArtifactRef,
     root: &std::path::Path,
-    packed_at: Option<std::time::SystemTime>,
+    trust_unchanged: bool,
 ) -> Result<Manifest, ArtifactError> {
     let manifest_key = at.manifest_key();
     let bytes = store.get_bytes(&manifest_key).await?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|source| ArtifactError::Manifest { location: store.location(&manifest_key), source })?;
+    // File timestamps come from a coarse clock that may lag a scheduler tick: 50 ms of margin on the
+    // exact start, a second on the prefix's whole-second stamp (older manifests).
+    let packed_at = match manifest.packed_at {
+        Some(at) => Some(std::time::SystemTime::from(at) - std::time::Duration::from_millis(50)),
+        None => at.packed_at().map(|t| t - std::time::Duration::from_secs(1)),
+    }
+    .filter(|_| trust_unchanged);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let archive = tokio::task::spawn_blocking(move || digest(ChannelReader::new(rx)));
     let files = {

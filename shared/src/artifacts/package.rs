@@ -154,6 +154,7 @@ pub fn pack<W: Write>(files: &[Selected], out: W) -> Result<Manifest, ArtifactEr
         total_bytes: total,
         archive_bytes: counted.count,
         archive_sha256: hex::encode(counted.hasher.finalize()),
+        packed_at: None,
     })
 }
 

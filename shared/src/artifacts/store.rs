@@ -262,9 +262,10 @@ pub struct S3Store {
 }
 
 const PART_SIZE: usize = 8 << 20;
-// Three parts in flight keep an upload busy; with the packer's compression buffers that stays well under
-// 100 MB of peak memory for any archive size.
-const MAX_IN_FLIGHT: usize = 3;
+// Two parts in flight keep an upload busy (the packer refills one while the other is sent); with the
+// packer's compression buffers and the allocator's slack, peak memory stays well under 100 MB for any
+// archive size (measured by scripts/bench-artifacts).
+const MAX_IN_FLIGHT: usize = 2;
 
 /// An S3 client from the environment; path-style addressing when `AWS_ENDPOINT_URL` points at an emulator
 /// (virtual-host names such as `bucket.localhost` do not resolve).

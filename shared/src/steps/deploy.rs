@@ -36,9 +36,7 @@ pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<Artifact
 pub async fn adopt_build_tree(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
     let at = build_artifacts(ctx, stage).await?;
     let clock = Instant::now();
-    // A second earlier than the stamp: file timestamps come from a coarse clock that may lag a tick.
-    let packed_at = at.packed_at().map(|t| t - std::time::Duration::from_secs(1));
-    let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir, packed_at).await?;
+    let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir, true).await?;
     fetched(ctx, stage, &at, &manifest, "of the build's tree verified in place (sha256) against", clock)?;
     Ok(at)
 }
