@@ -517,7 +517,7 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::{ArtifactError, ArtifactRef, download, upload};
+    use crate::artifacts::{ArtifactError, ArtifactRef, download, upload, verify_tree};
 
     async fn check_roundtrip(store: &dyn ArtifactStore) {
         let src = tempfile::tempdir().unwrap();
@@ -583,5 +583,32 @@ mod tests {
         store.insert(&at.archive_key(), store.get_bytes(&other.archive_key()).await.unwrap());
         let err = download(&store, &at, tempfile::tempdir().unwrap().path()).await.unwrap_err();
         assert!(matches!(err, ArtifactError::Sha256Mismatch { ref path, .. } if path == "a.txt"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn verifying_a_tree_in_place_catches_a_changed_file_and_a_changed_archive() {
+        let store = MemoryStore::new();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("lib")).unwrap();
+        std::fs::write(src.path().join("lib/app.js"), b"console.log(1)").unwrap();
+        std::fs::write(src.path().join("cdk.json"), b"{}").unwrap();
+        let at = ArtifactRef { prefix: "r/c/t/".into() };
+        let manifest = upload(&store, src.path(), &[], &at).await.unwrap();
+        assert!(manifest.packed_at.is_some());
+        for trust in [true, false] {
+            assert_eq!(verify_tree(&store, &at, src.path(), trust).await.unwrap(), manifest);
+        }
+        // Edited after the packaging, same size: found by its hash even when unchanged files are trusted.
+        std::fs::write(src.path().join("lib/app.js"), b"console.log(2)").unwrap();
+        let err = verify_tree(&store, &at, src.path(), true).await.unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::Sha256Mismatch { ref path, .. } if path == "lib/app.js"),
+            "{err}"
+        );
+        std::fs::write(src.path().join("lib/app.js"), b"console.log(1)").unwrap();
+        // The stored archive is checked too.
+        store.insert(&at.archive_key(), b"not the archive".to_vec());
+        let err = verify_tree(&store, &at, src.path(), true).await.unwrap_err();
+        assert!(matches!(err, ArtifactError::ArchiveMismatch { .. }), "{err}");
     }
 }
