@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use aphex::config::Environment;
 use aphex::runner::{self, Adapters, Approver, LocalRun, Progress};
-use aphex::steps::{self, OutputSink, RunInfo, StageRecord, Status};
+use aphex::steps::{self, OutputSink, RunInfo, StackUpdate, StageRecord, Status};
 use clap::Args as ClapArgs;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -76,13 +76,18 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
 
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let ui = Arc::new(Ui { multi: multi.clone(), bars: Mutex::new(HashMap::new()) });
+    let deployer = Arc::new(steps::engine::EngineDeployer {
+        method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
+        progress: false,
+    });
     let adapters = Adapters {
         identity: Arc::new(steps::adapters::StsIdentity::from_env().await),
-        deployer: Arc::new(steps::engine::EngineDeployer {
-            method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
-            progress: false,
+        deployer: deployer.clone(),
+        updater: Arc::new(steps::adapters::OwnStackFirst {
+            deployer,
+            inner: Arc::new(steps::adapters::RenderToFile { path: state_dir.join("workflow-template.yaml") }),
+            run_id: run_id.clone(),
         }),
-        updater: Arc::new(steps::adapters::RenderToFile { path: state_dir.join("workflow-template.yaml") }),
         approver,
         progress: ui.clone(),
         sink: ui.clone(),
@@ -134,6 +139,46 @@ impl OutputSink for Ui {
     fn line(&self, stage: &str, line: &str) {
         self.print(&format!("  [{stage}] {line}"));
     }
+
+    /// On a terminal, one spinner per deploying stack showing its latest event, and a line when it is
+    /// done (or an event failed); otherwise (CI logs) every update as a plain line.
+    fn stack(&self, stage: &str, stack: &str, update: &StackUpdate) {
+        if self.multi.is_hidden() {
+            self.line(stage, &update.line(stack));
+            return;
+        }
+        let key = format!("{stage}/{stack}");
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match update {
+            StackUpdate::Started => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix:<22} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(stack.to_owned());
+                bar.set_message("started");
+                bar.enable_steady_tick(Duration::from_millis(100));
+                bars.insert(key, bar);
+            }
+            StackUpdate::Event { logical_id, status, reason, .. } => {
+                if let Some(bar) = bars.get(&key) {
+                    bar.set_message(format!("{logical_id} {status}"));
+                }
+                if status.contains("FAILED") {
+                    let why = reason.as_deref().unwrap_or("");
+                    let _ = self.multi.println(format!("  [{stage}] {stack}: {logical_id} {status} {why}"));
+                }
+            }
+            StackUpdate::Done { .. } => {
+                if let Some(bar) = bars.remove(&key) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+                let _ = self.multi.println(format!("  [{stage}] {}", update.line(stack)));
+            }
+        }
+    }
 }
 
 impl Progress for Ui {
@@ -153,9 +198,18 @@ impl Progress for Ui {
     }
 
     fn stage_finished(&self, record: &StageRecord) {
-        if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(&record.id) {
-            bar.finish_and_clear();
-            self.multi.remove(&bar);
+        {
+            // The stage's bar and any stack bar of it still spinning (a stack that failed to start).
+            let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+            let prefix = format!("{}/", record.id);
+            let keys: Vec<String> =
+                bars.keys().filter(|k| **k == record.id || k.starts_with(&prefix)).cloned().collect();
+            for key in keys {
+                if let Some(bar) = bars.remove(&key) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+            }
         }
         let mark = match record.status {
             Status::Succeeded => "ok  ",

@@ -153,17 +153,26 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let ctx = context(&common, None, None).await?;
             // In a cluster (KUBECONFIG or APHEX_CLUSTER) the pod applies its own next template; without
             // one (a local step run) it renders, checks and writes it, and says so.
-            match aphex::cluster::ClusterTarget::from_env() {
-                Ok(_) => {
-                    let store = aphex::template::kube_store_from_env().await?;
-                    let updater = steps::adapters::ApplyToCluster { store: std::sync::Arc::new(store) };
-                    steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
-                }
-                Err(_) => {
-                    let updater = steps::adapters::RenderToFile { path: template_out };
-                    steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
-                }
-            }
+            let template: std::sync::Arc<dyn steps::PipelineUpdater> =
+                match aphex::cluster::ClusterTarget::from_env() {
+                    Ok(_) => {
+                        let store = aphex::template::kube_store_from_env().await?;
+                        std::sync::Arc::new(steps::adapters::ApplyToCluster {
+                            store: std::sync::Arc::new(store),
+                        })
+                    }
+                    Err(_) => std::sync::Arc::new(steps::adapters::RenderToFile { path: template_out }),
+                };
+            // The pipeline's own stack (when the config names one) deploys first, through the engine.
+            let updater = steps::adapters::OwnStackFirst {
+                deployer: std::sync::Arc::new(steps::engine::EngineDeployer {
+                    method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
+                    progress: true,
+                }),
+                inner: template,
+                run_id: ctx.run.run_id.clone(),
+            };
+            steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
         }
         Stage::Deploy { common, env, outputs_file } => {
             let ctx = context(&common, None, None).await?;

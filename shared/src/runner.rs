@@ -66,7 +66,7 @@ pub struct LocalRun {
     pub config_file: String,
     /// Only these environments (all when empty); the others' stages are skipped.
     pub only_envs: Vec<String>,
-    /// Run state: artifacts, stage records, the run record, the unpacked work tree.
+    /// Run state: artifacts, stage records, the run record.
     pub state_dir: PathBuf,
     pub run: steps::RunInfo,
 }
@@ -78,6 +78,9 @@ pub struct RunSummary {
     pub total: Duration,
     /// Build and test commands, synth, AWS waits and approvals: time that is not aphex's.
     pub external: Duration,
+    /// CPU time of aphex's own threads during the run (not its child processes), where the platform
+    /// tells it: the overhead's cost independent of what else the machine runs.
+    pub own_cpu: Option<Duration>,
     pub outputs_file: PathBuf,
     pub record_file: PathBuf,
 }
@@ -97,6 +100,7 @@ pub async fn run_local(
     adapters: &Adapters,
 ) -> Result<RunSummary, StepError> {
     let clock = Instant::now();
+    let cpu_at_start = own_cpu_time();
     let store: Arc<dyn crate::artifacts::ArtifactStore> =
         Arc::new(crate::artifacts::LocalStore::new(local.state_dir.join("store")));
     let ctx_at = |work_dir: PathBuf| StepContext {
@@ -106,9 +110,11 @@ pub async fn run_local(
         work_dir,
         config_file: local.config_file.clone(),
     };
+    // The build runs in place, and its tree is every later stage's work tree: verified against the
+    // build's manifest once (a changed file fails the run) instead of unpacked into a copy, which costs
+    // more than the rest of aphex together on a CDK app (thousands of node_modules files).
     let source_ctx = ctx_at(local.repo_dir.clone());
-    // One unpacked tree for every later stage: the marker makes the first one download and verify.
-    let work_ctx = ctx_at(local.state_dir.join("work"));
+    let work_ctx = ctx_at(local.repo_dir.clone());
     let outputs_dir = local.state_dir.join("outputs");
     let mut failed = false;
     let mut approvals = Duration::ZERO;
@@ -129,7 +135,16 @@ pub async fn run_local(
                 steps::validate::run(&source_ctx, adapters.identity.as_ref()).await
             }
             StageKind::Build => steps::build::run(&source_ctx).await,
-            StageKind::Pipeline => steps::deploy::run_pipeline(&work_ctx, adapters.updater.as_ref()).await,
+            StageKind::Pipeline => {
+                match steps::deploy::adopt_build_tree(&work_ctx, steps::deploy::PIPELINE_STAGE).await {
+                    Ok(_) => steps::deploy::run_pipeline(&work_ctx, adapters.updater.as_ref()).await,
+                    Err(error) => {
+                        work_ctx
+                            .record(&stage.id, None, async { Err::<steps::StageReport, _>(error.into()) })
+                            .await
+                    }
+                }
+            }
             StageKind::Approval { env } => {
                 let waited = Instant::now();
                 let environment = steps::environment(config, env)?;
@@ -189,13 +204,28 @@ pub async fn run_local(
     let json = serde_json::to_vec_pretty(&record.outputs).map_err(|e| StepError::Config(e.to_string()))?;
     std::fs::write(&outputs_file, json)
         .map_err(|source| StepError::Io { path: outputs_file.clone(), source })?;
+    let own_cpu = own_cpu_time().zip(cpu_at_start).map(|(end, start)| end.saturating_sub(start));
     Ok(RunSummary {
         record,
         total,
         external,
+        own_cpu,
         outputs_file,
         record_file: local.state_dir.join("store").join(steps::record_key(&local.run.run_id)),
     })
+}
+
+/// User + system CPU time of this process's threads so far (Linux `/proc/self/stat`, whose clock ticks
+/// are the fixed USER_HZ of 100 per second); None elsewhere.
+pub fn own_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (in parentheses, which may hold spaces): state is the first, then
+    // utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 fn steps_ms(d: Duration) -> u64 {
@@ -247,8 +277,10 @@ pub fn summary_table(summary: &RunSummary) -> String {
     }
     let total = steps_ms(summary.total);
     let external = steps_ms(summary.external);
+    let cpu =
+        summary.own_cpu.map(|c| format!(" (aphex's own CPU time {})", secs(steps_ms(c)))).unwrap_or_default();
     out.push_str(&format!(
-        "total {} = external {} (build/test commands, synth, AWS wait, approvals) + pipeline overhead {}\n",
+        "total {} = external {} (build/test commands, synth, AWS wait, approvals) + pipeline overhead {}{cpu}\n",
         secs(total),
         secs(external),
         secs(steps_ms(summary.overhead()))
@@ -398,6 +430,9 @@ environments:
         assert_eq!(summary.record.trigger, "local");
         assert_eq!(summary.record.outputs["prod"]["Api"]["Url"], "http://prod");
         assert!(summary.overhead() <= summary.total);
+        if cfg!(target_os = "linux") {
+            assert!(summary.own_cpu.is_some_and(|c| c < Duration::from_secs(600)), "{:?}", summary.own_cpu);
+        }
         let table = summary_table(&summary);
         assert!(table.contains("deploy-prod") && table.contains("pipeline overhead"), "{table}");
     }

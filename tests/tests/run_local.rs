@@ -157,3 +157,77 @@ fn an_approval_gate_without_a_terminal_is_refused() {
     assert_eq!(stage_status(&run.record, "deploy-dev"), "succeeded");
     assert_eq!(stage_status(&run.record, "deploy-prod"), "skipped");
 }
+
+/// A repository whose app has a stack CloudFormation fails to create: `Base`, then `Broken` (a FIFO
+/// queue whose name lacks `.fifo`, which moto rejects as AWS does), then `AfterBroken`, which depends
+/// on it; dev then prod.
+fn broken_repo(moto: &Moto) -> tempfile::TempDir {
+    use aphex_tests::deploy_support::{GenStack, write_assembly};
+    let repo = tempfile::tempdir().unwrap();
+    let mut broken = GenStack::parameter("Broken", &["Base"], "b");
+    broken.resources = serde_json::json!({"Jobs": {"Type": "AWS::SQS::Queue",
+        "Properties": {"QueueName": "jobs", "FifoQueue": true}}});
+    let stacks = [
+        GenStack::parameter("Base", &[], "base"),
+        broken,
+        GenStack::parameter("AfterBroken", &["Broken"], "after"),
+    ];
+    let config = config("\"true\"", "\"true\"").replace(
+        "stacks: [{name: ProducerStack}]",
+        "stacks: [{name: Base}, {name: Broken}, {name: AfterBroken}]",
+    );
+    write_repo(repo.path(), &config, ASSEMBLY);
+    // The generated assembly replaces the fixture one that `synth.sh` copies.
+    std::fs::remove_dir_all(repo.path().join("assembly")).unwrap();
+    write_assembly(&repo.path().join("assembly"), "aws://unknown-account/unknown-region", &stacks);
+    moto.bootstrap("111111111111", "us-east-1");
+    moto.bootstrap("222222222222", "eu-west-1");
+    repo
+}
+
+#[test]
+fn a_stack_that_fails_to_create_stops_the_run_and_the_record_says_where_and_why() {
+    let moto = Moto::start();
+    let repo = broken_repo(&moto);
+    let run = run_local(&moto, repo.path(), &["--approve"]);
+    assert!(!run.out.status.success(), "{}", run.stderr);
+    // What the user sees: the stack, the failed call and CloudFormation's reason. (moto validates the
+    // resources inside CreateStack and never emits CREATE_FAILED events, so the failed resource's logical
+    // id and type, which come from the events, are covered by the engine's tests with a fake CloudFormation.)
+    assert!(
+        run.stderr.contains("stack Broken failed: cloudformation:CreateStack failed: InvalidParameterValue: Queue name must end in .fifo"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Base: CREATE_COMPLETE in"), "per-stack progress: {}", run.stderr);
+    assert!(run.stderr.contains("FAIL deploy-dev"), "{}", run.stderr);
+    assert!(run.stderr.contains("AfterBroken") && run.stderr.contains("not started"), "{}", run.stderr);
+    // The run record: failed at deploy-dev, why, and nothing after it ran.
+    assert_eq!(run.record["status"], "failed");
+    assert_eq!(run.record["failedStage"], "deploy-dev");
+    let reason = run.record["reason"].as_str().unwrap();
+    assert!(reason.contains("Broken") && reason.contains("must end in .fifo"), "{reason}");
+    for id in ["test-dev", "approve-prod", "deploy-prod"] {
+        assert_eq!(stage_status(&run.record, id), "skipped", "{id}");
+    }
+    let dev = run.record["stages"].as_array().unwrap().iter().find(|s| s["id"] == "deploy-dev").unwrap();
+    let stack = |name: &str| {
+        dev["stacks"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or_default()
+    };
+    assert_eq!(stack("Base")["status"], "succeeded");
+    assert_eq!(stack("Broken")["status"], "failed");
+    assert_eq!(stack("AfterBroken")["status"], "skipped");
+    // prod was never touched: no stack exists in its account.
+    let prod = moto.python(
+        r#"
+import boto3
+sts = boto3.client("sts", region_name="eu-west-1")
+c = sts.assume_role(RoleArn="arn:aws:iam::222222222222:role/aphex-check", RoleSessionName="aphex-test")["Credentials"]
+cf = boto3.client("cloudformation", region_name="eu-west-1", aws_access_key_id=c["AccessKeyId"],
+    aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+print(len(cf.list_stacks()["StackSummaries"]))
+"#,
+        &[],
+    );
+    assert_eq!(String::from_utf8_lossy(&prod).trim(), "0", "prod must not be deployed");
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use package::{ChannelWriter, pack, select_files, unpack};
+pub use package::{ChannelReader, ChannelWriter, digest, pack, select_files, unpack, verify_files};
 pub use store::{ArtifactStore, LocalStore, MemoryStore, S3Store, StoreError, s3_client_from_env};
 
 /// Object name of the archive under an artifact prefix.
@@ -32,6 +32,9 @@ pub struct Manifest {
     pub archive_bytes: u64,
     /// sha256 of the compressed archive.
     pub archive_sha256: String,
+    /// When packaging started (UTC, nanoseconds): files unchanged since then are the ones hashed here.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub packed_at: Option<time::OffsetDateTime>,
 }
 
 /// One file (or symbolic link) of the archive.
@@ -67,6 +70,15 @@ impl ArtifactRef {
             .unwrap_or_else(|_| at.unix_timestamp().to_string());
         let repo = repo.trim_matches('/');
         Self { prefix: format!("{repo}/{commit_sha}/{stamp}/") }
+    }
+
+    /// When the artifacts were packaged: the prefix's UTC timestamp (whole seconds, so never later than
+    /// the packaging started).
+    pub fn packed_at(&self) -> Option<std::time::SystemTime> {
+        let stamp = self.prefix.trim_end_matches('/').rsplit('/').next()?;
+        let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let at = time::PrimitiveDateTime::parse(stamp, format).ok()?.assume_utc();
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(at.unix_timestamp()).ok()?))
     }
 
     /// Key of the archive.
@@ -125,6 +137,7 @@ pub async fn upload(
     include: &[String],
     at: &ArtifactRef,
 ) -> Result<Manifest, ArtifactError> {
+    let started = time::OffsetDateTime::now_utc();
     let files = select_files(root, include)?;
     // Four 1 MiB chunks in flight between the packer thread and the uploader.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -140,8 +153,9 @@ pub async fn upload(
         }
     });
     let uploaded = store.put_stream(&at.archive_key(), rx).await;
-    let manifest = packer.await.map_err(|e| ArtifactError::Task(e.to_string()))??;
+    let mut manifest = packer.await.map_err(|e| ArtifactError::Task(e.to_string()))??;
     uploaded?;
+    manifest.packed_at = Some(started);
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|source| ArtifactError::Manifest { location: store.location(&at.manifest_key()), source })?;
     store.put_bytes(&at.manifest_key(), json).await?;
@@ -159,17 +173,58 @@ pub async fn download(
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|source| ArtifactError::Manifest { location: store.location(&manifest_key), source })?;
     std::fs::create_dir_all(dest).map_err(|source| ArtifactError::Io { path: dest.to_path_buf(), source })?;
-    let tmp = tempfile::NamedTempFile::new_in(dest)
-        .map_err(|source| ArtifactError::Io { path: dest.to_path_buf(), source })?;
-    store.get_to_file(&at.archive_key(), tmp.path()).await?;
+    // Streamed: the unpacker decompresses, hashes and writes while the rest of the archive arrives, with
+    // four 1 MiB chunks in flight; nothing is staged on disk.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let dest_owned = dest.to_path_buf();
     let expected = manifest.clone();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(tmp.path())
-            .map_err(|source| ArtifactError::Io { path: tmp.path().to_path_buf(), source })?;
-        unpack(std::io::BufReader::new(file), &expected, &dest_owned)
-    })
-    .await
-    .map_err(|e| ArtifactError::Task(e.to_string()))??;
+    let unpacker = tokio::task::spawn_blocking(move || {
+        unpack(std::io::BufReader::new(ChannelReader::new(rx)), &expected, &dest_owned)
+    });
+    let fetched = store.get_stream(&at.archive_key(), tx).await;
+    let unpacked = unpacker.await.map_err(|e| ArtifactError::Task(e.to_string()))?;
+    // A failed read truncates the stream, so its own error is the one to report.
+    fetched?;
+    unpacked?;
+    Ok(manifest)
+}
+
+/// Checks that the work tree `root` holds exactly the files of the artifacts at `at` (size and sha256 of
+/// every file the manifest lists) and that the stored archive is intact (its sha256), without unpacking
+/// it: a local run deploys from the tree its build ran in, which must still be what was packaged. With
+/// `trust_unchanged`, files untouched since the packaging started are not hashed again (see
+/// [`verify_files`]).
+pub async fn verify_tree(
+    store: &dyn ArtifactStore,
+    at: &ArtifactRef,
+    root: &std::path::Path,
+    trust_unchanged: bool,
+) -> Result<Manifest, ArtifactError> {
+    let manifest_key = at.manifest_key();
+    let bytes = store.get_bytes(&manifest_key).await?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|source| ArtifactError::Manifest { location: store.location(&manifest_key), source })?;
+    // File timestamps come from a coarse clock that may lag a scheduler tick: 50 ms of margin on the
+    // exact start, a second on the prefix's whole-second stamp (older manifests).
+    let packed_at = match manifest.packed_at {
+        Some(at) => Some(std::time::SystemTime::from(at) - std::time::Duration::from_millis(50)),
+        None => at.packed_at().map(|t| t - std::time::Duration::from_secs(1)),
+    }
+    .filter(|_| trust_unchanged);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let archive = tokio::task::spawn_blocking(move || digest(ChannelReader::new(rx)));
+    let files = {
+        let (manifest, root) = (manifest.clone(), root.to_path_buf());
+        tokio::task::spawn_blocking(move || verify_files(&manifest, &root, packed_at))
+    };
+    let fetched = store.get_stream(&at.archive_key(), tx).await;
+    let archive = archive.await.map_err(|e| ArtifactError::Task(e.to_string()))?;
+    let files = files.await.map_err(|e| ArtifactError::Task(e.to_string()))?;
+    fetched?;
+    let (actual, _) = archive.map_err(ArtifactError::Archive)?;
+    if actual != manifest.archive_sha256 {
+        return Err(ArtifactError::ArchiveMismatch { expected: manifest.archive_sha256.clone(), actual });
+    }
+    files?;
     Ok(manifest)
 }

@@ -102,6 +102,34 @@ pub struct PipelineSettings {
     #[serde(default = "defaults::pipeline_timeout")]
     #[schemars(range(min = 1, max = 10080))]
     pub timeout_minutes: u32,
+
+    /// The pipeline's own CDK stack (e.g. AphexPipelineStack) when the repository carries it: the
+    /// pipeline stage synthesizes it at every run and deploys it when it changed, before it applies the
+    /// next WorkflowTemplate. Without it the pipeline's infrastructure is deployed by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<PipelineStack>,
+}
+
+/// Where the pipeline's own stack comes from and goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PipelineStack {
+    /// The stack's name in its CDK app.
+    #[schemars(example = &"AphexPipelineStack", length(min = 1))]
+    pub name: String,
+
+    /// Folder of its CDK app (the one with cdk.json), relative to the repository root.
+    #[serde(default = "defaults::pipeline_stack_app")]
+    #[schemars(example = &"infra", length(min = 1))]
+    pub app: String,
+
+    /// AWS account the pipeline runs in: exactly 12 digits, quoted.
+    #[schemars(example = &"123456789012", regex(pattern = r"^[0-9]{12}$"))]
+    pub account: String,
+
+    /// AWS region the pipeline runs in.
+    #[schemars(schema_with = "super::regions::region_schema")]
+    pub region: String,
 }
 
 /// What a new push does while a run is in progress.
@@ -353,6 +381,9 @@ pub mod defaults {
     pub fn synth_command() -> String {
         "npx cdk synth".into()
     }
+    pub fn pipeline_stack_app() -> String {
+        ".".into()
+    }
     pub fn notify_on() -> Vec<NotifyOn> {
         vec![NotifyOn::Failure, NotifyOn::Approval]
     }
@@ -371,6 +402,7 @@ impl Default for PipelineSettings {
             artifact_bucket: None,
             concurrency: Concurrency::default(),
             timeout_minutes: defaults::pipeline_timeout(),
+            stack: None,
         }
     }
 }

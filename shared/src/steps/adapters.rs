@@ -1,5 +1,6 @@
-//! The real adapters of the step traits: STS for [`Identity`], the renderer for the local
-//! [`PipelineUpdater`].
+//! The real adapters of the step traits: STS for [`Identity`], the renderers of the WorkflowTemplate
+//! (to a file locally, applied to the cluster in a pod) as [`PipelineUpdater`]s, and the pipeline's own
+//! stack deployed ahead of either.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Identity, OutputSink, PipelineUpdater};
-use crate::config::{Config, Environment};
+use super::{DeployRequest, EnvironmentDeployer, Identity, OutputSink, PipelineUpdater, Status};
+use crate::config::{Config, Environment, StackRef};
 
 /// The role a check assumes for `env`: its custom `role`, else the CDK bootstrap deploy role.
 pub fn role_for(env: &Environment) -> String {
@@ -180,9 +181,217 @@ impl PipelineUpdater for ApplyToCluster {
     }
 }
 
+/// The self-update with the pipeline's own stack first: when the config names it (`pipeline.stack`),
+/// its CDK app is synthesized and the stack deployed through the deploy engine, which leaves it alone
+/// when its template, parameters and tags are the deployed ones; then `inner` updates the
+/// WorkflowTemplate. A failed stack deploy stops the self-update before the template changes.
+pub struct OwnStackFirst {
+    pub deployer: Arc<dyn EnvironmentDeployer>,
+    pub inner: Arc<dyn PipelineUpdater>,
+    pub run_id: String,
+}
+
+impl std::fmt::Debug for OwnStackFirst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnStackFirst").field("run_id", &self.run_id).finish_non_exhaustive()
+    }
+}
+
+/// Name of the pseudo-environment the pipeline's own stack deploys as (in messages and synth).
+pub const PIPELINE_ENV: &str = "pipeline";
+
+impl OwnStackFirst {
+    async fn deploy_own_stack(
+        &self,
+        config: &Config,
+        work_dir: &Path,
+        sink: Arc<dyn OutputSink>,
+    ) -> Result<Option<(String, Duration)>, String> {
+        let Some(own) = &config.pipeline.stack else { return Ok(None) };
+        let app = Path::new(&own.app);
+        if app.is_absolute() || app.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!(
+                "pipeline.stack.app {:?} must be a folder inside the repository (relative, without ..)",
+                own.app
+            ));
+        }
+        // The app deploys like an environment of one stack, in the pipeline's own account and region.
+        let env = Environment {
+            name: PIPELINE_ENV.into(),
+            region: own.region.clone(),
+            account: own.account.clone(),
+            role: None,
+            approval: crate::config::Approval::None,
+            stacks: vec![StackRef { name: own.name.clone(), path: None, depends_on: Vec::new() }],
+            tests: None,
+            env: Default::default(),
+        };
+        let mut scoped = config.clone();
+        scoped.environments = vec![env];
+        let request = DeployRequest {
+            config: &scoped,
+            env: &scoped.environments[0],
+            work_dir: &work_dir.join(app),
+            run_id: &self.run_id,
+            stage: super::deploy::PIPELINE_STAGE,
+        };
+        let outcome = self.deployer.deploy(request, sink).await;
+        if let Some(error) = outcome.error {
+            return Err(format!("the pipeline's own stack {} did not deploy: {error}", own.name));
+        }
+        let action = outcome
+            .stacks
+            .iter()
+            .find(|s| s.status == Status::Succeeded)
+            .and_then(|s| s.action.clone())
+            .unwrap_or_else(|| "deployed".into());
+        Ok(Some((
+            format!("stack {} {action} (aws://{}/{})", own.name, own.account, own.region),
+            outcome.synth + outcome.aws_wait,
+        )))
+    }
+}
+
+#[async_trait]
+impl PipelineUpdater for OwnStackFirst {
+    async fn update(
+        &self,
+        config: &Config,
+        work_dir: &Path,
+        commit_sha: &str,
+        sink: Arc<dyn OutputSink>,
+    ) -> Result<(String, Duration), String> {
+        let own = self.deploy_own_stack(config, work_dir, sink.clone()).await?;
+        let (summary, external) = self.inner.update(config, work_dir, commit_sha, sink).await?;
+        Ok(match own {
+            Some((stack, waited)) => (format!("{stack}; {summary}"), waited + external),
+            None => (summary, external),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::{DeployOutcome, StackRecord};
+
+    /// One deploy request: environment, stacks, `account/region`, work tree.
+    type Seen = (String, Vec<String>, String, std::path::PathBuf);
+
+    /// Records the deploy requests; answers each with `action` (or fails with `error`).
+    struct Recording {
+        seen: std::sync::Mutex<Vec<Seen>>,
+        action: &'static str,
+        error: Option<&'static str>,
+    }
+
+    #[async_trait]
+    impl EnvironmentDeployer for Recording {
+        async fn deploy(&self, request: DeployRequest<'_>, _sink: Arc<dyn OutputSink>) -> DeployOutcome {
+            self.seen.lock().unwrap().push((
+                request.env.name.clone(),
+                request.env.stacks.iter().map(|s| s.name.clone()).collect(),
+                format!("{}/{}", request.env.account, request.env.region),
+                request.work_dir.to_path_buf(),
+            ));
+            DeployOutcome {
+                stacks: vec![StackRecord {
+                    name: "AphexPipelineStack".into(),
+                    status: if self.error.is_some() { Status::Failed } else { Status::Succeeded },
+                    duration_ms: 5,
+                    aws_wait_ms: 3,
+                    action: Some(self.action.into()),
+                    error: self.error.map(str::to_owned),
+                }],
+                synth: Duration::from_millis(40),
+                aws_wait: Duration::from_millis(3),
+                error: self.error.map(str::to_owned),
+                ..Default::default()
+            }
+        }
+    }
+
+    fn own_stack_config(stack: Option<&str>) -> Config {
+        let own = stack.map(|s| format!("  stack: {{name: AphexPipelineStack, app: {s}, account: \"999999999999\", region: eu-central-1}}\n")).unwrap_or_default();
+        let text = format!(
+            "version: \"1.0\"\npipeline:\n  name: demo\n{own}build: {{commands: [\"true\"]}}\nenvironments:\n  - {{name: dev, region: us-east-1, account: \"111111111111\", stacks: [{{name: Api}}]}}\n"
+        );
+        crate::config::parse("aphex-config.yaml", &text).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    async fn check_own_stack(
+        stack: Option<&str>,
+        action: &'static str,
+        error: Option<&'static str>,
+    ) -> (Result<(String, Duration), String>, Vec<(String, Vec<String>, String, std::path::PathBuf)>, bool)
+    {
+        let out = tempfile::tempdir().unwrap();
+        let deployer = Arc::new(Recording { seen: Default::default(), action, error });
+        let updater = OwnStackFirst {
+            deployer: deployer.clone(),
+            inner: Arc::new(RenderToFile { path: out.path().join("wt.yaml") }),
+            run_id: "run-1".into(),
+        };
+        let sink: Arc<dyn OutputSink> = Arc::new(crate::steps::shell::MemorySink::default());
+        let result = updater.update(&own_stack_config(stack), Path::new("/repo"), "abc1234", sink).await;
+        let seen = deployer.seen.lock().unwrap().clone();
+        (result, seen, out.path().join("wt.yaml").exists())
+    }
+
+    #[tokio::test]
+    async fn the_pipelines_own_stack_deploys_before_the_template_when_the_config_names_it() {
+        let (result, seen, rendered) = check_own_stack(Some("infra"), "deployed", None).await;
+        let (summary, external) = result.unwrap();
+        assert_eq!(
+            seen,
+            [(
+                "pipeline".to_owned(),
+                vec!["AphexPipelineStack".to_owned()],
+                "999999999999/eu-central-1".to_owned(),
+                std::path::PathBuf::from("/repo/infra")
+            )]
+        );
+        assert!(
+            summary.starts_with(
+                "stack AphexPipelineStack deployed (aws://999999999999/eu-central-1); WorkflowTemplate demo"
+            ),
+            "{summary}"
+        );
+        assert_eq!(external, Duration::from_millis(43), "synth and AWS time are not aphex's");
+        assert!(rendered);
+
+        // Unchanged (the engine compared it with the deployed stack): said so, template still updated.
+        let (result, _, rendered) = check_own_stack(Some("infra"), "unchanged", None).await;
+        assert!(result.unwrap().0.starts_with("stack AphexPipelineStack unchanged"));
+        assert!(rendered);
+    }
+
+    #[tokio::test]
+    async fn a_failed_own_stack_deploy_leaves_the_template_alone() {
+        let (result, _, rendered) = check_own_stack(
+            Some("infra"),
+            "failed",
+            Some("resource Api (AWS::ApiGatewayV2::Api) CREATE_FAILED: quota"),
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("the pipeline's own stack AphexPipelineStack did not deploy")
+                && err.contains("quota"),
+            "{err}"
+        );
+        assert!(!rendered, "the template must not change when the pipeline's stack failed");
+    }
+
+    #[tokio::test]
+    async fn without_an_own_stack_only_the_template_updates_and_escaping_apps_are_refused() {
+        let (result, seen, rendered) = check_own_stack(None, "deployed", None).await;
+        assert!(result.unwrap().0.starts_with("WorkflowTemplate demo"));
+        assert!(seen.is_empty() && rendered);
+        let (result, seen, _) = check_own_stack(Some("../elsewhere"), "deployed", None).await;
+        assert!(result.unwrap_err().contains("must be a folder inside the repository"));
+        assert!(seen.is_empty());
+    }
 
     #[test]
     fn session_names_are_valid_for_sts() {

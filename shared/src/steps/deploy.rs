@@ -11,37 +11,75 @@ use super::{
 };
 use crate::artifacts::{self, ArtifactRef};
 
-/// Marker in a work tree saying which archive was unpacked there, so stages sharing a work tree (the
-/// local runner) unpack once.
-pub const MARKER: &str = ".aphex-artifacts.json";
+/// Marker in a work tree saying which artifacts it holds (unpacked there, or verified in place), so
+/// stages sharing a work tree (the local runner) fetch them once. Under `.aphex/`, which is never packaged.
+pub const MARKER: &str = ".aphex/artifacts";
 
 /// The artifacts of this run in `ctx.work_dir`, downloaded and verified unless the marker says they are
 /// already there. Returns where they came from.
 pub async fn ensure_artifacts(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
-    let build = ctx.read_stage(stage, super::build::STAGE).await?;
-    let at = build.artifacts.ok_or_else(|| StepError::MissingStage {
-        stage: stage.to_owned(),
-        needed: "build (with artifacts)".into(),
-        location: ctx.store.location(&ctx.stage_key(super::build::STAGE)),
-        run_id: ctx.run.run_id.clone(),
-    })?;
+    let at = build_artifacts(ctx, stage).await?;
     let marker = ctx.work_dir.join(MARKER);
     if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == at.prefix) {
         return Ok(at);
     }
     let clock = Instant::now();
     let manifest = artifacts::download(ctx.store.as_ref(), &at, &ctx.work_dir).await?;
-    std::fs::write(&marker, &at.prefix).map_err(|source| StepError::Io { path: marker.clone(), source })?;
+    fetched(ctx, stage, &at, &manifest, "verified (sha256) from", clock)?;
+    Ok(at)
+}
+
+/// The local runner's way to the artifacts: the tree the build ran in is the work tree of the later
+/// stages, checked against the build's manifest (every file's size, the sha256 of every file changed
+/// since the packaging, the stored archive's sha256) instead of unpacking a copy of it. A file changed
+/// since the build fails the check.
+pub async fn adopt_build_tree(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
+    let at = build_artifacts(ctx, stage).await?;
+    let clock = Instant::now();
+    let manifest = artifacts::verify_tree(ctx.store.as_ref(), &at, &ctx.work_dir, true).await?;
+    fetched(ctx, stage, &at, &manifest, "of the build's tree verified in place (sha256) against", clock)?;
+    Ok(at)
+}
+
+/// Where the build stage put this run's artifacts.
+async fn build_artifacts(ctx: &StepContext, stage: &str) -> Result<ArtifactRef, StepError> {
+    let build = ctx.read_stage(stage, super::build::STAGE).await?;
+    build.artifacts.ok_or_else(|| StepError::MissingStage {
+        stage: stage.to_owned(),
+        needed: "build (with artifacts)".into(),
+        location: ctx.store.location(&ctx.stage_key(super::build::STAGE)),
+        run_id: ctx.run.run_id.clone(),
+    })
+}
+
+/// Marks the work tree as holding `at` and says how it got there.
+fn fetched(
+    ctx: &StepContext,
+    stage: &str,
+    at: &ArtifactRef,
+    manifest: &artifacts::Manifest,
+    how: &str,
+    clock: Instant,
+) -> Result<(), StepError> {
+    write_marker(&ctx.work_dir.join(MARKER), at)?;
     ctx.say(
         stage,
         &format!(
-            "artifacts: {} files verified (sha256) from {} in {:.0?}",
+            "artifacts: {} files {how} {} in {:.0?}",
             manifest.files.len(),
             ctx.store.location(&at.prefix),
             clock.elapsed()
         ),
     );
-    Ok(at)
+    Ok(())
+}
+
+fn write_marker(marker: &Path, at: &ArtifactRef) -> Result<(), StepError> {
+    let io = |source| StepError::Io { path: marker.to_path_buf(), source };
+    if let Some(parent) = marker.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(marker, &at.prefix).map_err(io)
 }
 
 /// Deploy stage id of an environment.
@@ -70,6 +108,14 @@ pub async fn run(
             stage: &id,
         };
         let outcome = deployer.deploy(request, ctx.sink.clone()).await;
+        ctx.say(
+            &id,
+            &format!(
+                "synth {:.2}s, waiting on AWS {:.2}s",
+                outcome.synth.as_secs_f64(),
+                outcome.aws_wait.as_secs_f64()
+            ),
+        );
         write_outputs(outputs_file, &outcome.outputs)?;
         let report = StageReport {
             external: outcome.synth + outcome.aws_wait,

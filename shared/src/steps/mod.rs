@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::{ArtifactError, ArtifactRef, ArtifactStore, StoreError};
 use crate::config::{Config, Environment};
-pub use shell::{CommandFailure, OutputSink, StderrSink};
+pub use shell::{CommandFailure, OutputSink, StackUpdate, StderrSink};
 
 /// Stack outputs: `{stack: {key: value}}`.
 pub type Outputs = IndexMap<String, IndexMap<String, String>>;

@@ -14,6 +14,39 @@ use tokio::process::Command;
 pub trait OutputSink: Send + Sync {
     /// One line of output, of a command or of aphex itself, from stage `stage`.
     fn line(&self, stage: &str, line: &str);
+
+    /// A stack of stage `stage` moved on while the deploy runs. A plain line unless the sink draws it
+    /// (the local runner's per-stack spinners).
+    fn stack(&self, stage: &str, stack: &str, update: &StackUpdate) {
+        self.line(stage, &update.line(stack));
+    }
+}
+
+/// Live progress of one stack during a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackUpdate {
+    /// The create or update was sent.
+    Started,
+    /// A CloudFormation event of one of its resources (or of the stack itself).
+    Event { logical_id: String, resource_type: String, status: String, reason: Option<String> },
+    /// CloudFormation reached a final status (`CREATE_COMPLETE`, `ROLLBACK_COMPLETE`, ...).
+    Done { status: String, elapsed_ms: u64 },
+}
+
+impl StackUpdate {
+    /// The update as one log line about `stack`.
+    pub fn line(&self, stack: &str) -> String {
+        match self {
+            StackUpdate::Started => format!("{stack}: started"),
+            StackUpdate::Event { logical_id, resource_type, status, reason } => {
+                let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                format!("{stack}: {logical_id} {resource_type} {status}{why}")
+            }
+            StackUpdate::Done { status, elapsed_ms } => {
+                format!("{stack}: {status} in {elapsed_ms} ms")
+            }
+        }
+    }
 }
 
 /// Writes `[stage] line` to stderr.

@@ -74,7 +74,8 @@ impl Moto {
         .collect()
     }
 
-    fn python(&self, script: &str, args: &[&str]) -> Vec<u8> {
+    /// Runs a Python script with boto3 against this moto; its stdout.
+    pub fn python(&self, script: &str, args: &[&str]) -> Vec<u8> {
         let out = Command::new(venv_bin("python"))
             .arg("-c")
             .arg(script)
