@@ -1,11 +1,10 @@
-//! Helpers of the steps and local-runner tests: a moto server (STS, S3, SSM, CloudFormation) with the
-//! demo accounts bootstrapped through boto3 from the repository's `.venv`, test repositories, the binary.
+//! Helpers of the steps and local-runner tests: the shared moto server with blocking helpers (bootstrap
+//! an account, S3 objects, stacks of an account), test repositories, the binary.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -25,117 +24,70 @@ pub fn aphex_bin() -> PathBuf {
     bin
 }
 
-fn venv_bin(name: &str) -> PathBuf {
-    let local = repo_root().join(".venv/bin").join(name);
-    if local.exists() { local } else { PathBuf::from(name) }
-}
-
-/// A moto server on a free port, killed on drop.
+/// The shared moto server (`aphex_tests::moto`) with the blocking helpers these tests use.
 pub struct Moto {
-    child: Child,
-    pub port: u16,
+    inner: aphex_tests::moto::Moto,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Moto {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server (pip install 'moto[server]' into .venv: scripts/setup)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Moto { child, port }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        Moto { inner: aphex_tests::moto::Moto::start(), runtime }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://localhost:{}", self.port)
+        self.inner.endpoint()
     }
 
     /// The environment every aphex process of a test gets: moto only, fake credentials.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_SESSION_TOKEN", "testing".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_MAX_ATTEMPTS", "2".into()),
-            ("CDK_DISABLE_CLI_TELEMETRY", "true".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    }
-
-    /// Runs a Python script with boto3 against this moto; its stdout.
-    pub fn python(&self, script: &str, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(venv_bin("python"))
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .envs(self.env())
-            .output()
-            .expect("python from .venv");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        out.stdout
+        let mut env = self.inner.env();
+        env.push(("CDK_DISABLE_CLI_TELEMETRY".into(), "true".into()));
+        env
     }
 
     /// What `cdk bootstrap` leaves that aphex needs: the version parameter and the assets bucket, made
-    /// from inside `account` (AssumeRole), as the demo script does.
+    /// from inside `account` (AssumeRole).
     pub fn bootstrap(&self, account: &str, region: &str) {
-        self.python(
-            r#"
-import sys, boto3
-account, region = sys.argv[1], sys.argv[2]
-c = boto3.client("sts", region_name=region).assume_role(RoleArn=f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-{region}", RoleSessionName="aphex-test")["Credentials"]
-s = boto3.Session(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"], region_name=region)
-s.client("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String", Overwrite=True)
-b = f"cdk-hnb659fds-assets-{account}-{region}"
-kw = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-s.client("s3").create_bucket(Bucket=b, **kw)
-"#,
-            &[account, region],
-        );
+        self.runtime.block_on(self.inner.bootstrap(account, region));
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        aphex::aws::s3_client(&self.runtime.block_on(self.inner.sdk_config("us-east-1")))
     }
 
     pub fn create_bucket(&self, bucket: &str) {
-        self.python("import sys, boto3; boto3.client('s3').create_bucket(Bucket=sys.argv[1])", &[bucket]);
+        self.runtime.block_on(self.s3().create_bucket().bucket(bucket).send()).expect("create bucket");
     }
 
     pub fn list_keys(&self, bucket: &str) -> Vec<String> {
-        let out = self.python(
-            "import sys, boto3\nfor p in boto3.client('s3').get_paginator('list_objects_v2').paginate(Bucket=sys.argv[1]):\n    [print(o['Key']) for o in p.get('Contents', [])]",
-            &[bucket],
-        );
-        String::from_utf8_lossy(&out).lines().map(str::to_owned).collect()
+        let s3 = self.s3();
+        let pages = self
+            .runtime
+            .block_on(s3.list_objects_v2().bucket(bucket).into_paginator().send().collect::<Vec<_>>());
+        pages
+            .into_iter()
+            .flat_map(|page| page.expect("list objects").contents.unwrap_or_default())
+            .filter_map(|object| object.key)
+            .collect()
     }
 
     pub fn get_object(&self, bucket: &str, key: &str) -> Vec<u8> {
-        self.python(
-            "import sys, boto3; sys.stdout.buffer.write(boto3.client('s3').get_object(Bucket=sys.argv[1], Key=sys.argv[2])['Body'].read())",
-            &[bucket, key],
-        )
+        let s3 = self.s3();
+        self.runtime.block_on(async {
+            let object = s3.get_object().bucket(bucket).key(key).send().await.expect("get object");
+            object.body.collect().await.expect("read object").to_vec()
+        })
     }
 
-    pub fn put_object(&self, bucket: &str, key: &str, body: &Path) {
-        self.python(
-            "import sys, boto3; boto3.client('s3').upload_file(sys.argv[3], sys.argv[1], sys.argv[2])",
-            &[bucket, key, body.to_str().unwrap()],
-        );
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// How many stacks `account` has in `region` (seen from inside the account).
+    pub fn stack_count(&self, account: &str, region: &str) -> usize {
+        self.runtime.block_on(async {
+            let config = self.inner.account_config(account, region).await;
+            let stacks = aws_sdk_cloudformation::Client::new(&config).list_stacks().send().await;
+            stacks.expect("list stacks").stack_summaries.unwrap_or_default().len()
+        })
     }
 }
 
