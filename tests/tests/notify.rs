@@ -9,10 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aphex::config::NotifyOn;
 use aphex::notify::{
-    Channels, Defaults, FailedStack, Handled, NotificationSettings, NotifyError, PipelineStatusEvent,
-    RetryPolicy, RunStatus, SecretsManagerSource, SlackWebhook, SnsTopicPublisher, handle_event,
+    Channels, Defaults, Handled, NotifyError, PipelineStatusEvent, RetryPolicy, SecretsManagerSource,
+    SlackWebhook, SnsTopicPublisher, handle_event,
 };
 use aphex_tests::moto::Moto;
 use aws_config::retry::RetryConfig;
@@ -76,40 +75,11 @@ async fn start_fake(state: Shared) -> String {
 
 // ------------------------------------------------------------------------------------------- fixtures
 
+/// A failed run's status event as finalize publishes it (the notify unit tests' fixture).
 fn failed_run() -> PipelineStatusEvent {
-    let mut run = PipelineStatusEvent::new(
-        "aphex-pipeline-7q2xk",
-        "aphex-pipeline",
-        "acme/payments-infra",
-        "main",
-        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
-        RunStatus::Failed,
-    );
-    run.author = Some("octocat".into());
-    run.stage = Some("deploy".into());
-    run.environment = Some("prod".into());
-    run.duration_seconds = Some(252);
-    run.failed_stack = Some(FailedStack {
-        stack_name: "PaymentsStack".into(),
-        stack_id: Some(
-            "arn:aws:cloudformation:eu-west-1:123456789012:stack/PaymentsStack/5f1c7a40-cb7a-11f0-9a51-0a1b2c3d4e5f".into(),
-        ),
-        account: "123456789012".into(),
-        region: "eu-west-1".into(),
-        status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
-    });
-    run.failure_reason = Some(
-        "PaymentsBucket: Resource handler returned message: \"payments-receipts-prod already exists\" \
-         (RequestToken: 3f0c…, HandlerErrorCode: AlreadyExists)"
-            .into(),
-    );
-    run.argo_url = Some("https://argo.example.com/workflows/argo/aphex-pipeline-7q2xk".into());
-    run.notifications = NotificationSettings {
-        slack_webhook_secret: Some("aphex/slack-webhook".into()),
-        sns_topic_arn: None,
-        on: vec![NotifyOn::Failure, NotifyOn::Approval],
-    };
-    run
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tests/fixtures/notify/failed-run.json");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
 }
 
 /// Our event in the envelope of the real EventBridge fixture (version, id, time, region, resources).
@@ -237,7 +207,12 @@ async fn a_failed_run_reaches_slack_after_a_retry_and_sns_subscribers() {
     assert!(body.contains(
         "Failed stack:           PaymentsStack (123456789012 / eu-west-1, UPDATE_ROLLBACK_COMPLETE)"
     ));
-    assert!(body.contains("Reason:\n  PaymentsBucket: Resource handler returned message"));
+    assert!(
+        body.contains(
+            "Reason:\n  Resource handler returned message: \"Bucket already exists\" (PaymentsBucket)"
+        ),
+        "{body}"
+    );
 
     println!("\n===== Slack message of a failed run (Block Kit JSON, as the fake Slack received it) =====");
     println!("{}", serde_json::to_string_pretty(payload).unwrap());

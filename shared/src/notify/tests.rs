@@ -18,35 +18,16 @@ fn fixture(path: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
 }
 
+/// A failed run's status event as finalize publishes it (shared with the moto test in aphex-tests).
 fn failed_run() -> PipelineStatusEvent {
-    let mut run = PipelineStatusEvent::new(
-        "aphex-pipeline-7q2xk",
-        "aphex-pipeline",
-        "acme/payments-infra",
-        "main",
-        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
-        RunStatus::Failed,
-    );
-    run.author = Some("octocat".into());
-    run.stage = Some("deploy".into());
-    run.environment = Some("prod".into());
-    run.duration_seconds = Some(252);
-    run.failed_stack = Some(FailedStack {
-        stack_name: "PaymentsStack".into(),
-        stack_id: Some("arn:aws:cloudformation:eu-west-1:123456789012:stack/PaymentsStack/5f1c7a40".into()),
-        account: "123456789012".into(),
-        region: "eu-west-1".into(),
-        status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
-    });
-    run.failure_reason =
-        Some("Resource handler returned message: \"Bucket already exists\" (PaymentsBucket)".into());
-    run.argo_url = Some("https://argo.example.com/workflows/argo/aphex-pipeline-7q2xk".into());
-    run.notifications = NotificationSettings {
-        slack_webhook_secret: Some("aphex/slack-webhook".into()),
-        sns_topic_arn: None,
-        on: vec![NotifyOn::Failure, NotifyOn::Approval],
-    };
-    run
+    serde_json::from_value(fixture(&format!("{OWN_FIXTURES}/failed-run.json")))
+        .expect("a PipelineStatusEvent")
+}
+
+#[test]
+fn the_failed_run_fixture_is_what_the_type_writes() {
+    let written = serde_json::to_value(failed_run()).unwrap();
+    assert_eq!(written, fixture(&format!("{OWN_FIXTURES}/failed-run.json")));
 }
 
 /// Our event inside the envelope of a real EventBridge fixture (same `version`, `id`, `time`, ...).
