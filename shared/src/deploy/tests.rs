@@ -238,8 +238,10 @@ impl StackDeployer for Fake {
         self.0.lock().unwrap().change_sets.remove(arn);
         Ok(())
     }
-    async fn stack_events(&self, name: &str) -> Result<Vec<StackEvent>, CloudError> {
-        Ok(self.0.lock().unwrap().events.get(name).cloned().unwrap_or_default())
+    async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError> {
+        let s = self.0.lock().unwrap();
+        let all = s.events.get(name).cloned().unwrap_or_default();
+        Ok(all.into_iter().take_while(|e| e.timestamp_ms >= since_ms).collect())
     }
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {
         let mut s = self.0.lock().unwrap();

@@ -34,6 +34,9 @@ fn run(cmd: &mut Command, what: &str) -> Duration {
     let started = Instant::now();
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let took = started.elapsed();
+    if std::env::args().any(|a| a == "--verbose") {
+        eprintln!("==> {what} ({:.0} ms)\n{}", took.as_secs_f64() * 1000.0, String::from_utf8_lossy(&out.stderr));
+    }
     if !out.status.success() {
         eprintln!(
             "{what} failed:\n{}\n{}",
