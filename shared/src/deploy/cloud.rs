@@ -209,7 +209,9 @@ impl SdkCloud {
             .await
             .map_err(|e| CloudError::new("sts:AssumeRole", e.to_string()))?;
         let built = Clients {
-            cloudformation: Arc::new(SdkStackDeployer { client: aws_sdk_cloudformation::Client::new(&config) }),
+            cloudformation: Arc::new(SdkStackDeployer {
+                client: aws_sdk_cloudformation::Client::new(&config),
+            }),
             s3: Arc::new(SdkAssetStore { client: crate::aws::s3_client(&config) }),
             ssm: aws_sdk_ssm::Client::new(&config),
         };

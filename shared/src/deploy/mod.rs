@@ -281,7 +281,8 @@ pub async fn deploy_plan(
                 (i, precheck(&ctx, &stack).await, started)
             }
         });
-        let found: Vec<_> = futures::stream::iter(checks).buffer_unordered(PRECHECK_CONCURRENCY).collect().await;
+        let found: Vec<_> =
+            futures::stream::iter(checks).buffer_unordered(PRECHECK_CONCURRENCY).collect().await;
         for (i, check, started) in found {
             // A failed check is not fatal here: the deploy repeats the call and reports it.
             let outputs = match check {
