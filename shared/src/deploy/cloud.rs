@@ -179,8 +179,11 @@ pub struct SdkCloud {
     roles: RoleCache,
     endpoint: Option<String>,
     /// SDK clients, built once per (role, region) and shared by every stack deployed with them.
-    clients: Arc<std::sync::Mutex<HashMap<(Option<String>, String), Clients>>>,
+    clients: Arc<std::sync::Mutex<ClientMap>>,
 }
+
+/// Clients by (role, region); role None is the caller's own identity.
+type ClientMap = HashMap<(Option<String>, String), Clients>;
 
 /// The clients of one (role, region).
 #[derive(Debug, Clone)]
@@ -218,7 +221,7 @@ impl SdkCloud {
         Ok(self.lock_clients().entry(key).or_insert(built).clone())
     }
 
-    fn lock_clients(&self) -> std::sync::MutexGuard<'_, HashMap<(Option<String>, String), Clients>> {
+    fn lock_clients(&self) -> std::sync::MutexGuard<'_, ClientMap> {
         // One insert at a time: a panic elsewhere cannot leave the map half-written.
         self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
