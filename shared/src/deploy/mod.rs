@@ -293,22 +293,16 @@ pub async fn deploy_plan(
                 }
                 Err(_) => continue,
             };
-            {
-                let stack = &plan[i].stack;
-                progress(
-                    &ctx,
-                    stack,
-                    &format!("unchanged (skipped) in {:.2}s", started.elapsed().as_secs_f64()),
-                );
-                reports[i] = Some(StackReport {
-                    stack_name: stack.stack_name.clone(),
-                    display_name: stack.display_name.clone(),
-                    outcome: StackOutcome::Unchanged,
-                    duration_ms: started.elapsed().as_millis(),
-                    aws_wait_ms: 0,
-                    outputs,
-                });
-            }
+            let stack = &plan[i].stack;
+            progress(&ctx, stack, &format!("unchanged (skipped) in {:.2}s", started.elapsed().as_secs_f64()));
+            reports[i] = Some(StackReport {
+                stack_name: stack.stack_name.clone(),
+                display_name: stack.display_name.clone(),
+                outcome: StackOutcome::Unchanged,
+                duration_ms: started.elapsed().as_millis(),
+                aws_wait_ms: 0,
+                outputs,
+            });
         }
     }
 
