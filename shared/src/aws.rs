@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 /// Why an AWS identity could not be obtained.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AwsError {
     #[error("cannot find who the AWS caller is (sts:GetCallerIdentity): {0}")]
     CallerIdentity(String),
@@ -80,14 +80,19 @@ fn split_arn(arn: &str) -> Option<(&str, &str)> {
     Some((account, resource))
 }
 
-/// Assumed-role SDK configurations, one per (role, region), built once and shared. Credentials are
-/// refreshed by the SDK's own caching provider.
+/// One (role, region)'s configuration, or why the role could not be assumed; filled once.
+type RoleCell = Arc<OnceCell<Result<SdkConfig, AwsError>>>;
+
+/// Assumed-role SDK configurations, one per (role, region), built once and shared: concurrent first
+/// users wait for the one AssumeRole in flight instead of each calling STS, and a refusal is kept for
+/// the run (it names the role and will not change within seconds). Credentials are refreshed by the
+/// SDK's own caching provider.
 #[derive(Clone)]
 pub struct RoleCache {
     run_id: String,
     base: Arc<Mutex<HashMap<String, SdkConfig>>>,
     caller: Arc<Mutex<HashMap<String, String>>>,
-    roles: Arc<Mutex<HashMap<(String, String), SdkConfig>>>,
+    roles: Arc<Mutex<HashMap<(String, String), RoleCell>>>,
 }
 
 impl std::fmt::Debug for RoleCache {
@@ -135,10 +140,11 @@ impl RoleCache {
     /// caller already is that role).
     pub async fn config_for(&self, role: Option<&str>, region: &str) -> Result<SdkConfig, AwsError> {
         let Some(role) = role else { return Ok(self.base(region).await) };
-        let key = (role.to_owned(), region.to_owned());
-        if let Some(c) = self.roles.lock().await.get(&key) {
-            return Ok(c.clone());
-        }
+        let cell = self.roles.lock().await.entry((role.to_owned(), region.to_owned())).or_default().clone();
+        cell.get_or_init(|| self.assume(role, region)).await.clone()
+    }
+
+    async fn assume(&self, role: &str, region: &str) -> Result<SdkConfig, AwsError> {
         let caller = self.caller_arn(region).await?;
         let base = self.base(region).await;
         let config = if caller_is_role(&caller, role) {
@@ -160,7 +166,6 @@ impl RoleCache {
             let credentials = provider;
             base.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build()
         };
-        self.roles.lock().await.insert(key, config.clone());
         Ok(config)
     }
 }

@@ -1,7 +1,7 @@
 //! The side effects of a deploy behind small traits (`StackDeployer` for CloudFormation, `AssetStore`
 //! for S3, `Cloud` handing out role-bound instances and SSM reads), and their aws-sdk-rust adapters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -145,8 +145,8 @@ pub trait StackDeployer: Send + Sync {
     async fn describe_change_set(&self, arn: &str) -> Result<ChangeSetInfo, CloudError>;
     async fn execute_change_set(&self, arn: &str) -> Result<(), CloudError>;
     async fn delete_change_set(&self, arn: &str) -> Result<(), CloudError>;
-    /// The most recent events, newest first.
-    async fn stack_events(&self, name: &str) -> Result<Vec<StackEvent>, CloudError>;
+    /// The events at or after `since_ms` (milliseconds since the epoch), newest first, across pages.
+    async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError>;
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError>;
 }
 
@@ -178,32 +178,63 @@ pub trait Cloud: Send + Sync {
 pub struct SdkCloud {
     roles: RoleCache,
     endpoint: Option<String>,
+    /// SDK clients, built once per (role, region) and shared by every stack deployed with them.
+    clients: Arc<std::sync::Mutex<ClientMap>>,
+}
+
+/// Clients by (role, region); role None is the caller's own identity.
+type ClientMap = HashMap<(Option<String>, String), Clients>;
+
+/// The clients of one (role, region).
+#[derive(Debug, Clone)]
+struct Clients {
+    cloudformation: Arc<SdkStackDeployer>,
+    s3: Arc<SdkAssetStore>,
+    ssm: aws_sdk_ssm::Client,
 }
 
 impl SdkCloud {
     pub fn new(run_id: &str) -> Self {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty());
-        Self { roles: RoleCache::new(run_id), endpoint }
+        Self { roles: RoleCache::new(run_id), endpoint, clients: Default::default() }
     }
 
-    async fn config(&self, role: Option<&str>, region: &str) -> Result<aws_config::SdkConfig, CloudError> {
-        self.roles
+    async fn clients(&self, role: Option<&str>, region: &str) -> Result<Clients, CloudError> {
+        let key = (role.map(str::to_owned), region.to_owned());
+        if let Some(c) = self.lock_clients().get(&key) {
+            return Ok(c.clone());
+        }
+        // The role cache makes this one AssumeRole per (role, region), however many callers race here;
+        // building clients from its config is cheap, so a racing duplicate is simply dropped.
+        let config = self
+            .roles
             .config_for(role, region)
             .await
-            .map_err(|e| CloudError::new("sts:AssumeRole", e.to_string()))
+            .map_err(|e| CloudError::new("sts:AssumeRole", e.to_string()))?;
+        let built = Clients {
+            cloudformation: Arc::new(SdkStackDeployer {
+                client: aws_sdk_cloudformation::Client::new(&config),
+            }),
+            s3: Arc::new(SdkAssetStore { client: crate::aws::s3_client(&config) }),
+            ssm: aws_sdk_ssm::Client::new(&config),
+        };
+        Ok(self.lock_clients().entry(key).or_insert(built).clone())
+    }
+
+    fn lock_clients(&self) -> std::sync::MutexGuard<'_, ClientMap> {
+        // One insert at a time: a panic elsewhere cannot leave the map half-written.
+        self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 #[async_trait]
 impl Cloud for SdkCloud {
     async fn deployer(&self, role: Option<&str>, region: &str) -> Result<Arc<dyn StackDeployer>, CloudError> {
-        let config = self.config(role, region).await?;
-        Ok(Arc::new(SdkStackDeployer { client: aws_sdk_cloudformation::Client::new(&config) }))
+        Ok(self.clients(role, region).await?.cloudformation)
     }
 
     async fn asset_store(&self, role: Option<&str>, region: &str) -> Result<Arc<dyn AssetStore>, CloudError> {
-        let config = self.config(role, region).await?;
-        Ok(Arc::new(SdkAssetStore { client: crate::aws::s3_client(&config) }))
+        Ok(self.clients(role, region).await?.s3)
     }
 
     async fn ssm_parameter(
@@ -212,8 +243,7 @@ impl Cloud for SdkCloud {
         region: &str,
         name: &str,
     ) -> Result<Option<String>, CloudError> {
-        let config = self.config(role, region).await?;
-        let client = aws_sdk_ssm::Client::new(&config);
+        let client = self.clients(role, region).await?.ssm;
         match client.get_parameter().name(name).send().await {
             Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
@@ -402,33 +432,26 @@ impl StackDeployer for SdkStackDeployer {
     }
 
     async fn describe_change_set(&self, arn: &str) -> Result<ChangeSetInfo, CloudError> {
-        let mut changes = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .describe_change_set()
-                .change_set_name(arn)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| CloudError::sdk("cloudformation:DescribeChangeSet", e))?;
-            for change in out.changes.unwrap_or_default() {
-                if let Some(rc) = change.resource_change {
-                    changes.push(ResourceChange {
-                        action: rc.action.map(|a| a.as_str().to_owned()).unwrap_or_default(),
-                        logical_id: rc.logical_resource_id.unwrap_or_default(),
-                        resource_type: rc.resource_type.unwrap_or_default(),
-                        replacement: rc.replacement.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-                    });
-                }
-            }
-            let status = out.status.map(|s| s.as_str().to_owned()).unwrap_or_default();
-            next = out.next_token;
-            if next.is_none() {
-                return Ok(ChangeSetInfo { status, status_reason: out.status_reason, changes });
-            }
+        let mut pages = self.client.describe_change_set().change_set_name(arn).into_paginator().send();
+        let mut info: Option<ChangeSetInfo> = None;
+        while let Some(page) = pages.next().await {
+            let out = page.map_err(|e| CloudError::sdk("cloudformation:DescribeChangeSet", e))?;
+            let info = info.get_or_insert_with(|| ChangeSetInfo {
+                status: out.status.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                status_reason: out.status_reason.clone(),
+                changes: Vec::new(),
+            });
+            info.changes.extend(out.changes.unwrap_or_default().into_iter().filter_map(|c| {
+                let rc = c.resource_change?;
+                Some(ResourceChange {
+                    action: rc.action.map(|a| a.as_str().to_owned()).unwrap_or_default(),
+                    logical_id: rc.logical_resource_id.unwrap_or_default(),
+                    resource_type: rc.resource_type.unwrap_or_default(),
+                    replacement: rc.replacement.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                })
+            }));
         }
+        info.ok_or_else(|| CloudError::new("cloudformation:DescribeChangeSet", "no answer"))
     }
 
     async fn execute_change_set(&self, arn: &str) -> Result<(), CloudError> {
@@ -451,27 +474,30 @@ impl StackDeployer for SdkStackDeployer {
         Ok(())
     }
 
-    async fn stack_events(&self, name: &str) -> Result<Vec<StackEvent>, CloudError> {
-        let out = self
-            .client
-            .describe_stack_events()
-            .stack_name(name)
-            .send()
-            .await
-            .map_err(|e| CloudError::sdk("cloudformation:DescribeStackEvents", e))?;
-        Ok(out
-            .stack_events
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| StackEvent {
-                event_id: e.event_id.unwrap_or_default(),
-                logical_id: e.logical_resource_id.unwrap_or_default(),
-                resource_type: e.resource_type.unwrap_or_default(),
-                status: e.resource_status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                reason: e.resource_status_reason,
-                timestamp_ms: e.timestamp.and_then(|t| t.to_millis().ok()).unwrap_or_default(),
-            })
-            .collect())
+    async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError> {
+        // Pages run newest first: stop at the first event before `since_ms`, so a long-lived stack's
+        // history is not read, while a burst of more than one page of new events (a big stack rolling
+        // back) is read whole and its first failure is not missed.
+        let mut pages = self.client.describe_stack_events().stack_name(name).into_paginator().send();
+        let mut events = Vec::new();
+        while let Some(page) = pages.next().await {
+            let out = page.map_err(|e| CloudError::sdk("cloudformation:DescribeStackEvents", e))?;
+            for e in out.stack_events.unwrap_or_default() {
+                let event = StackEvent {
+                    event_id: e.event_id.unwrap_or_default(),
+                    logical_id: e.logical_resource_id.unwrap_or_default(),
+                    resource_type: e.resource_type.unwrap_or_default(),
+                    status: e.resource_status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    reason: e.resource_status_reason,
+                    timestamp_ms: e.timestamp.and_then(|t| t.to_millis().ok()).unwrap_or_default(),
+                };
+                if event.timestamp_ms < since_ms {
+                    return Ok(events);
+                }
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {

@@ -260,6 +260,8 @@ pub async fn deploy_plan(
     });
     let n = plan.len();
     let mut reports: Vec<Option<StackReport>> = vec![None; n];
+    // What the up-front check saw of each stack that needs a deploy, handed to its deploy.
+    let mut seen: Vec<Option<Seen>> = vec![None; n];
     let mut running: HashSet<usize> = HashSet::new();
     let mut first_failure: Option<String> = None;
     let mut set = tokio::task::JoinSet::new();
@@ -276,32 +278,39 @@ pub async fn deploy_plan(
             let ctx = ctx.clone();
             async move {
                 let started = Instant::now();
-                (i, unchanged_outputs(&ctx, &stack).await.ok().flatten(), started)
+                (i, precheck(&ctx, &stack).await, started)
             }
         });
-        let found: Vec<_> = futures::stream::iter(checks).buffer_unordered(16).collect().await;
-        for (i, outputs, started) in found {
-            if let Some(outputs) = outputs {
-                let stack = &plan[i].stack;
-                progress(
-                    &ctx,
-                    stack,
-                    &format!("unchanged (skipped) in {:.2}s", started.elapsed().as_secs_f64()),
-                );
-                reports[i] = Some(StackReport {
-                    stack_name: stack.stack_name.clone(),
-                    display_name: stack.display_name.clone(),
-                    outcome: StackOutcome::Unchanged,
-                    duration_ms: started.elapsed().as_millis(),
-                    aws_wait_ms: 0,
-                    outputs,
-                });
-            }
+        let found: Vec<_> =
+            futures::stream::iter(checks).buffer_unordered(PRECHECK_CONCURRENCY).collect().await;
+        for (i, check, started) in found {
+            // A failed check is not fatal here: the deploy repeats the call and reports it.
+            let outputs = match check {
+                Ok(Precheck::Unchanged(outputs)) => outputs,
+                Ok(Precheck::Changed(s)) => {
+                    seen[i] = Some(s);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let stack = &plan[i].stack;
+            progress(&ctx, stack, &format!("unchanged (skipped) in {:.2}s", started.elapsed().as_secs_f64()));
+            reports[i] = Some(StackReport {
+                stack_name: stack.stack_name.clone(),
+                display_name: stack.display_name.clone(),
+                outcome: StackOutcome::Unchanged,
+                duration_ms: started.elapsed().as_millis(),
+                aws_wait_ms: 0,
+                outputs,
+            });
         }
     }
 
+    let heights = chain_heights(&plan);
     loop {
-        // Mark stacks whose dependencies failed, then start what is ready, in plan order.
+        // Mark stacks whose dependencies failed, then start what is ready, longest chain of
+        // dependents first (it bounds the total time), then in plan order.
+        let mut ready: Vec<usize> = Vec::new();
         for i in 0..n {
             if reports[i].is_some() || running.contains(&i) {
                 continue;
@@ -325,13 +334,17 @@ pub async fn deploy_plan(
                 }
                 continue;
             }
-            let ready = plan[i].depends_on.iter().all(|d| reports[*d].is_some());
-            if ready && running.len() < concurrency {
-                running.insert(i);
-                let ctx = ctx.clone();
-                let plan = plan.clone();
-                set.spawn(async move { (i, deploy_stack(&ctx, &plan[i].stack).await) });
+            if plan[i].depends_on.iter().all(|d| reports[*d].is_some()) {
+                ready.push(i);
             }
+        }
+        ready.sort_by_key(|i| (std::cmp::Reverse(heights[*i]), *i));
+        for i in ready.into_iter().take(concurrency.saturating_sub(running.len())) {
+            running.insert(i);
+            let ctx = ctx.clone();
+            let plan = plan.clone();
+            let seen = seen[i].take();
+            set.spawn(async move { (i, deploy_stack(&ctx, &plan[i].stack, seen).await) });
         }
         let Some(joined) = set.join_next().await else { break };
         let (i, report) = match joined {
@@ -378,6 +391,42 @@ pub async fn deploy_plan(
         synth_ms: None,
         outputs,
     }
+}
+
+/// How many stacks the up-front unchanged check reads at once (two calls each).
+const PRECHECK_CONCURRENCY: usize = 16;
+
+/// How long a description from the up-front check stands in for a fresh DescribeStacks when the
+/// stack's deploy starts: long enough for the first stacks and a fast run, short enough that a
+/// stack starting after its dependencies' real deploys (minutes) is described again.
+const SEEN_FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// A stack as the up-front check saw it, when it needs a deploy.
+#[derive(Debug, Clone)]
+struct Seen {
+    deployed: Option<DeployedStack>,
+    /// The deployed template, parameters and tags were compared and differ.
+    compared: bool,
+    at: Instant,
+}
+
+/// The up-front check's verdict.
+enum Precheck {
+    Unchanged(BTreeMap<String, String>),
+    Changed(Seen),
+}
+
+/// Per stack, the length of the longest chain of stacks that depend on it (0 for a leaf).
+fn chain_heights(plan: &[PlannedStack]) -> Vec<usize> {
+    let mut heights = vec![0usize; plan.len()];
+    // The plan is in dependency order (dependencies first), so walking it backwards settles every
+    // dependent before its dependencies.
+    for i in (0..plan.len()).rev() {
+        for &d in &plan[i].depends_on {
+            heights[d] = heights[d].max(heights[i] + 1);
+        }
+    }
+    heights
 }
 
 fn not_started(stack: &Stack, reason: String) -> StackReport {
@@ -471,11 +520,12 @@ fn progress(ctx: &Ctx, stack: &Stack, message: &str) {
     }
 }
 
-async fn deploy_stack(ctx: &Ctx, stack: &Stack) -> StackReport {
+async fn deploy_stack(ctx: &Ctx, stack: &Stack, seen: Option<Seen>) -> StackReport {
     let started = Instant::now();
     let mut waited = Duration::ZERO;
     progress(ctx, stack, "starting");
-    let result = deploy_stack_inner(ctx, stack, &mut waited).await;
+    let seen = seen.filter(|s| s.at.elapsed() < SEEN_FRESH_FOR);
+    let result = deploy_stack_inner(ctx, stack, seen, &mut waited).await;
     let elapsed = started.elapsed();
     match result {
         Ok((outcome, outputs)) => {
@@ -546,11 +596,20 @@ fn unchanged(
     template: &serde_json::Value,
     input: &StackInput,
 ) -> bool {
+    same_settings(deployed, template, input) && same_template(deployed_template, template, input)
+}
+
+fn same_template(deployed_template: &str, template: &serde_json::Value, input: &StackInput) -> bool {
     let Ok(deployed_json) = parse_template(deployed_template) else { return false };
     if &deployed_json != template {
         tracing::debug!(stack = %input.stack_name, "template differs from the deployed one");
         return false;
     }
+    true
+}
+
+/// True when the deployed stack's parameters and tags are the ones this deploy would give it.
+fn same_settings(deployed: &DeployedStack, template: &serde_json::Value, input: &StackInput) -> bool {
     if deployed.tags != input.tags {
         tracing::debug!(stack = %input.stack_name, deployed = ?deployed.tags, wanted = ?input.tags, "tags differ");
         return false;
@@ -582,22 +641,23 @@ fn parse_template(text: &str) -> Result<serde_json::Value, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The deployed outputs when the stack is deployed, stable, and has this template, parameters, tags and
-/// termination protection; None when it needs a deploy.
-async fn unchanged_outputs(
-    ctx: &Ctx,
-    stack: &Stack,
-) -> Result<Option<BTreeMap<String, String>>, StackFailure> {
+/// Whether the stack is deployed, stable, and has this template, parameters, tags and termination
+/// protection (then its outputs are the deploy's result, with no write), with one DescribeStacks and,
+/// only when everything else matches, one GetTemplate.
+async fn precheck(ctx: &Ctx, stack: &Stack) -> Result<Precheck, StackFailure> {
+    let at = Instant::now();
+    let changed = |deployed, compared| Ok(Precheck::Changed(Seen { deployed, compared, at }));
     if !stack.docker_assets.is_empty() {
-        return Ok(None);
+        // Not checked: the stack's deploy refuses it with the error that names the image.
+        return Err(fail("docker image assets are not supported yet"));
     }
     let target = resolve_target(&ctx.env, stack)?;
     let cf = ctx.cloud.deployer(target.deploy_role.as_deref(), &target.region).await?;
-    let Some(d) = cf.describe_stack(&stack.stack_name).await? else { return Ok(None) };
+    let Some(d) = cf.describe_stack(&stack.stack_name).await? else { return changed(None, false) };
     if !STABLE_OK.contains(&d.status.as_str())
         || d.termination_protection != stack.properties.termination_protection.unwrap_or(false)
     {
-        return Ok(None);
+        return changed(Some(d), false);
     }
     let text = std::fs::read_to_string(&stack.template_path).map_err(|e| fail(e.to_string()))?;
     let template: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
@@ -607,8 +667,15 @@ async fn unchanged_outputs(
         tags: stack.properties.tags.clone(),
         ..Default::default()
     };
+    if !same_settings(&d, &template, &input) {
+        return changed(Some(d), true);
+    }
     let body = cf.template_body(&stack.stack_name).await?;
-    Ok(unchanged(&d, &body, &template, &input).then_some(d.outputs))
+    if same_template(&body, &template, &input) {
+        Ok(Precheck::Unchanged(d.outputs))
+    } else {
+        changed(Some(d), true)
+    }
 }
 
 const STABLE_OK: [&str; 4] =
@@ -617,6 +684,7 @@ const STABLE_OK: [&str; 4] =
 async fn deploy_stack_inner(
     ctx: &Ctx,
     stack: &Stack,
+    seen: Option<Seen>,
     waited: &mut Duration,
 ) -> Result<(StackOutcome, BTreeMap<String, String>), StackFailure> {
     if let Some(d) = stack.docker_assets.first() {
@@ -663,13 +731,19 @@ async fn deploy_stack_inner(
         termination_protection: stack.properties.termination_protection.unwrap_or(false),
     };
 
-    let mut deployed = cf.describe_stack(&stack.stack_name).await?;
+    // A description the up-front check just made stands in for DescribeStacks (and its template
+    // comparison for GetTemplate); a stack that starts later is described again.
+    let (mut deployed, mut compared) = match seen {
+        Some(seen) => (seen.deployed, seen.compared),
+        None => (cf.describe_stack(&stack.stack_name).await?, false),
+    };
     if let Some(d) = &deployed
         && d.status.ends_with("_IN_PROGRESS")
         && d.status != "REVIEW_IN_PROGRESS"
     {
         progress(ctx, stack, &format!("waiting for the running operation ({}) first", d.status));
         deployed = Some(wait_stack(ctx, &*cf, stack, None, waited).await?.0);
+        compared = false;
     }
     if let Some(d) = &deployed
         && (d.status == "ROLLBACK_COMPLETE"
@@ -687,6 +761,7 @@ async fn deploy_stack_inner(
 
     if let Some(d) = &deployed
         && STABLE_OK.contains(&d.status.as_str())
+        && !compared
     {
         let body = cf.template_body(&stack.stack_name).await?;
         if unchanged(d, &body, &template, &input) {
@@ -988,28 +1063,12 @@ async fn wait_stack(
     let since = since_ms.unwrap_or_else(now_ms).saturating_sub(1000);
     loop {
         let t = Instant::now();
-        let d = cf.describe_stack(&stack.stack_name).await?;
-        let mut fresh = cf.stack_events(&stack.stack_name).await.unwrap_or_default();
+        // Both at once: a poll costs one round trip.
+        let (d, fresh) =
+            tokio::join!(cf.describe_stack(&stack.stack_name), cf.stack_events(&stack.stack_name, since));
+        let d = d?;
         *waited += t.elapsed();
-        fresh.reverse();
-        for e in fresh {
-            if e.timestamp_ms >= since && seen.insert(e.event_id.clone()) {
-                if ctx.options.progress {
-                    progress(
-                        ctx,
-                        stack,
-                        &format!(
-                            "{} {} {}{}",
-                            e.logical_id,
-                            e.resource_type,
-                            e.status,
-                            e.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
-                        ),
-                    );
-                }
-                events.push(e);
-            }
-        }
+        record_events(ctx, stack, fresh.unwrap_or_default(), &mut seen, &mut events);
         let Some(d) = d else {
             return Err(fail(format!("stack {} disappeared while deploying", stack.display_name)));
         };
@@ -1017,11 +1076,41 @@ async fn wait_stack(
             if matches!(d.status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE") {
                 return Ok((d, events));
             }
+            // The events were read alongside the status, so the failure that led to it may have come
+            // just after them: read them once more before naming the failed resource.
+            let more = cf.stack_events(&stack.stack_name, since).await.unwrap_or_default();
+            record_events(ctx, stack, more, &mut seen, &mut events);
             return Err(stack_failure(stack, &d, &events));
         }
         tokio::time::sleep(delay).await;
         *waited += delay;
         delay = next_delay(delay, ctx.options.poll_max);
+    }
+}
+
+/// Adds the events not seen yet (`fresh` is newest first) to `events` (oldest first), printing each.
+fn record_events(
+    ctx: &Ctx,
+    stack: &Stack,
+    fresh: Vec<StackEvent>,
+    seen: &mut HashSet<String>,
+    events: &mut Vec<StackEvent>,
+) {
+    for e in fresh.into_iter().rev() {
+        if seen.insert(e.event_id.clone()) {
+            progress(
+                ctx,
+                stack,
+                &format!(
+                    "{} {} {}{}",
+                    e.logical_id,
+                    e.resource_type,
+                    e.status,
+                    e.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+            );
+            events.push(e);
+        }
     }
 }
 

@@ -23,6 +23,8 @@ struct State {
     failing: HashSet<String>,
     /// Every mutating call, in order.
     writes: Vec<String>,
+    /// Every DescribeStacks and GetTemplate, in order.
+    reads: Vec<String>,
     clock: i64,
 }
 
@@ -148,7 +150,8 @@ impl State {
 #[async_trait]
 impl StackDeployer for Fake {
     async fn describe_stack(&self, name: &str) -> Result<Option<DeployedStack>, CloudError> {
-        let s = self.0.lock().unwrap();
+        let mut s = self.0.lock().unwrap();
+        s.reads.push(format!("DescribeStacks {name}"));
         Ok(s.stacks
             .values()
             .find(|(d, _)| d.stack_id == name)
@@ -156,7 +159,9 @@ impl StackDeployer for Fake {
             .map(|(d, _)| d.clone()))
     }
     async fn template_body(&self, name: &str) -> Result<String, CloudError> {
-        Ok(self.0.lock().unwrap().stacks[name].1.clone())
+        let mut s = self.0.lock().unwrap();
+        s.reads.push(format!("GetTemplate {name}"));
+        Ok(s.stacks[name].1.clone())
     }
     async fn create_stack(&self, input: &StackInput) -> Result<(), CloudError> {
         let mut s = self.0.lock().unwrap();
@@ -238,8 +243,10 @@ impl StackDeployer for Fake {
         self.0.lock().unwrap().change_sets.remove(arn);
         Ok(())
     }
-    async fn stack_events(&self, name: &str) -> Result<Vec<StackEvent>, CloudError> {
-        Ok(self.0.lock().unwrap().events.get(name).cloned().unwrap_or_default())
+    async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError> {
+        let s = self.0.lock().unwrap();
+        let all = s.events.get(name).cloned().unwrap_or_default();
+        Ok(all.into_iter().take_while(|e| e.timestamp_ms >= since_ms).collect())
     }
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {
         let mut s = self.0.lock().unwrap();
@@ -402,6 +409,44 @@ async fn deploys_in_order_then_skips_unchanged_without_any_write() {
             "a no-op deploy writes nothing: {:?}",
             &fake.writes()[before..]
         );
+    }
+}
+
+#[tokio::test]
+async fn longest_chain_starts_first_and_the_checks_reads_are_not_repeated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::bootstrapped();
+    let stacks = |v: &str| {
+        vec![
+            stack(tmp.path(), "Solo", &[], &["Q"], v),
+            stack(tmp.path(), "A", &[], &["Q"], v),
+            stack(tmp.path(), "B", &["A"], &["Q"], v),
+            stack(tmp.path(), "C", &["B"], &["Q"], v),
+        ]
+    };
+    let plan = plan_of(stacks("1"));
+    let names: Vec<&str> = plan.iter().map(|p| p.stack.stack_name.as_str()).collect();
+    assert_eq!(names, ["Solo", "A", "B", "C"]);
+    assert_eq!(chain_heights(&plan), [0, 2, 1, 0]);
+
+    let one_at_a_time = DeployOptions { concurrency: 1, ..options(Method::Direct) };
+    let report = deploy_plan(Arc::new(fake.clone()), &env(), plan, &one_at_a_time).await;
+    assert!(report.success(), "{:?}", report.failures());
+    let creates: Vec<String> = fake.writes().into_iter().filter(|w| w.starts_with("CreateStack")).collect();
+    assert_eq!(creates, ["CreateStack A", "CreateStack B", "CreateStack Solo", "CreateStack C"]);
+
+    // An update: the up-front check's DescribeStacks and GetTemplate serve the deploy too.
+    fake.0.lock().unwrap().reads.clear();
+    let report =
+        deploy_plan(Arc::new(fake.clone()), &env(), plan_of(stacks("2")), &options(Method::Direct)).await;
+    assert!(report.success(), "{:?}", report.failures());
+    assert!(report.stacks.iter().all(|s| s.outcome == StackOutcome::Deployed));
+    let reads = fake.0.lock().unwrap().reads.clone();
+    for name in ["Solo", "A", "B", "C"] {
+        let count = |call: &str| reads.iter().filter(|r| **r == format!("{call} {name}")).count();
+        assert_eq!(count("GetTemplate"), 1, "{reads:?}");
+        // One for the check, one poll after UpdateStack (the fake completes at once).
+        assert_eq!(count("DescribeStacks"), 2, "{reads:?}");
     }
 }
 

@@ -1,7 +1,12 @@
 //! Side-by-side deploy benchmark against one moto server: a pre-synthesized 20-stack assembly (a
 //! dependency DAG four deep), deployed by `aphex deploy --method direct` and by the CDK CLI
 //! (`cdk deploy --app <assembly> --all --method=direct ...`), for create, update and no-op.
-//! Prints wall times and ratios. Run with `scripts/bench-deploy`.
+//! Prints wall times and ratios. Run with `scripts/bench-deploy [--release] [--runs N] [--verbose]`.
+//!
+//! moto imports each service's code on its first request (the first CloudFormation call of a fresh
+//! server takes most of a second), so one untimed deploy warms the server before anything is timed;
+//! otherwise whichever tool goes first pays for it. With `--runs N` each tool deploys N times
+//! (create, update, no-op on a reset server each time) and the medians are reported.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +39,13 @@ fn run(cmd: &mut Command, what: &str) -> Duration {
     let started = Instant::now();
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let took = started.elapsed();
+    if std::env::args().any(|a| a == "--verbose") {
+        eprintln!(
+            "==> {what} ({:.0} ms)\n{}",
+            took.as_secs_f64() * 1000.0,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     if !out.status.success() {
         eprintln!(
             "{what} failed:\n{}\n{}",
@@ -97,26 +109,43 @@ async fn main() {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     write_config(&dir.join("aphex-config.yaml"), "bench", ACCOUNT, REGION, &names);
 
+    let runs: usize = std::env::args()
+        .skip_while(|a| a != "--runs")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1);
     let moto = Moto::start();
-    let mut rows: Vec<(&str, Duration, Duration)> =
-        ["create", "update", "no-op"].into_iter().map(|p| (p, Duration::ZERO, Duration::ZERO)).collect();
-    // aphex first, on a fresh moto; then the CDK CLI on a reset one.
+    // Untimed warm-up (see the module doc).
     moto.bootstrap(ACCOUNT, REGION).await;
-    for (i, assembly) in [&v1, &v2, &v2].into_iter().enumerate() {
-        rows[i].1 = run(&mut aphex(&moto, dir, assembly), "aphex deploy");
-    }
-    moto.reset();
-    moto.bootstrap(ACCOUNT, REGION).await;
-    for (i, assembly) in [&v1, &v2, &v2].into_iter().enumerate() {
-        rows[i].2 = run(&mut cdk(&moto, dir, assembly, &cdk_bin), "cdk deploy");
+    run(&mut aphex(&moto, dir, &v1), "warm-up aphex deploy");
+    let phases = ["create", "update", "no-op"];
+    let mut aphex_times: Vec<Vec<Duration>> = vec![Vec::new(); phases.len()];
+    let mut cdk_times: Vec<Vec<Duration>> = vec![Vec::new(); phases.len()];
+    for _ in 0..runs {
+        moto.reset();
+        moto.bootstrap(ACCOUNT, REGION).await;
+        for (i, assembly) in [&v1, &v2, &v2].into_iter().enumerate() {
+            aphex_times[i].push(run(&mut aphex(&moto, dir, assembly), "aphex deploy"));
+        }
+        moto.reset();
+        moto.bootstrap(ACCOUNT, REGION).await;
+        for (i, assembly) in [&v1, &v2, &v2].into_iter().enumerate() {
+            cdk_times[i].push(run(&mut cdk(&moto, dir, assembly, &cdk_bin), "cdk deploy"));
+        }
     }
 
+    let build =
+        if aphex_bin_path().components().any(|c| c.as_os_str() == "release") { "release" } else { "debug" };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "20 stacks, DAG {LEVELS} deep, concurrency 4, --method direct, one moto server (aphex debug build: {})",
-        aphex_bin_path().display()
+        "20 stacks, DAG {LEVELS} deep, concurrency 4, --method direct, one moto server, median of {runs} run(s)\naphex {build} build: {}; load average: {}",
+        aphex_bin_path().display(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!("{:<8} {:>12} {:>12} {:>14}", "phase", "aphex", "cdk", "aphex/cdk");
-    for (phase, a, c) in rows {
+    for (i, phase) in phases.iter().enumerate() {
+        let (a, c) = (median(&mut aphex_times[i]), median(&mut cdk_times[i]));
         println!(
             "{:<8} {:>10.0}ms {:>10.0}ms {:>13.3}",
             phase,
@@ -125,4 +154,21 @@ async fn main() {
             a.as_secs_f64() / c.as_secs_f64()
         );
     }
+    if runs > 1 {
+        for (i, phase) in phases.iter().enumerate() {
+            let ms = |v: &[Duration]| {
+                v.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect::<Vec<_>>().join(" ")
+            };
+            println!(
+                "{phase:<8} aphex runs (ms): {}; cdk runs (ms): {}",
+                ms(&aphex_times[i]),
+                ms(&cdk_times[i])
+            );
+        }
+    }
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
