@@ -369,10 +369,10 @@ impl StackDeployer for WatchedDeployer {
         self.inner.delete_change_set(arn).await
     }
 
-    async fn stack_events(&self, name: &str) -> Result<Vec<StackEvent>, CloudError> {
+    async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError> {
         let events = {
             let _t = self.watch.call();
-            self.inner.stack_events(name).await
+            self.inner.stack_events(name, since_ms).await
         };
         if let Ok(list) = &events {
             self.watch.events(name, list);
@@ -449,9 +449,9 @@ mod tests {
         async fn delete_change_set(&self, _arn: &str) -> Result<(), CloudError> {
             Err(unused("DeleteChangeSet"))
         }
-        async fn stack_events(&self, _name: &str) -> Result<Vec<StackEvent>, CloudError> {
+        async fn stack_events(&self, _name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError> {
             tokio::time::sleep(self.latency).await;
-            Ok(self.events.clone())
+            Ok(self.events.iter().filter(|e| e.timestamp_ms >= since_ms).cloned().collect())
         }
         async fn set_termination_protection(&self, _name: &str, _on: bool) -> Result<(), CloudError> {
             Err(unused("UpdateTerminationProtection"))
@@ -489,7 +489,8 @@ mod tests {
         cf.create_stack(&StackInput { stack_name: "dev-Broken".into(), ..Default::default() }).await.unwrap();
         for _ in 0..2 {
             cf.describe_stack("dev-Broken").await.unwrap();
-            cf.stack_events("dev-Broken").await.unwrap();
+            // From the start of time: the watch itself must leave out the earlier operation's events.
+            cf.stack_events("dev-Broken", 0).await.unwrap();
         }
         let lines: Vec<String> = sink.lines.lock().unwrap().clone();
         assert_eq!(lines.len(), 5, "{lines:#?}");
