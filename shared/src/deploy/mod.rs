@@ -186,35 +186,48 @@ pub async fn deploy_environment(
 ) -> Result<DeployReport, DeployError> {
     let env =
         config.environment(env_name).ok_or_else(|| DeployError::UnknownEnvironment(env_name.to_owned()))?;
-    let (assembly_dir, synth_ms) = match &options.assembly {
+    let (plan, synth) = prepare(config, env, options, work_dir).await?;
+    let cloud = SdkCloud::new(&options.run_id);
+    let mut report = deploy_plan(Arc::new(cloud), env, plan, options).await;
+    report.synth_ms = synth.map(|d| d.as_millis());
+    if let Some(path) = &options.outputs_file {
+        write_outputs(path, &report.outputs)?;
+    }
+    Ok(report)
+}
+
+/// `env`'s stacks ready to deploy, in order: synthesized just in time in `work_dir` (unless
+/// `options.assembly` names an assembly), read, selected and ordered; with the synth's duration.
+pub async fn prepare(
+    config: &Config,
+    env: &Environment,
+    options: &DeployOptions,
+    work_dir: &Path,
+) -> Result<(Vec<PlannedStack>, Option<Duration>), DeployError> {
+    let (assembly_dir, synth) = match &options.assembly {
         Some(dir) => (dir.clone(), None),
         None => {
             let s = crate::synth::synthesize(
                 config,
-                env_name,
+                &env.name,
                 work_dir,
                 &SynthOptions { stream: options.progress, ..Default::default() },
             )
             .await?;
             if options.progress {
                 eprintln!(
-                    "[{env_name}] synthesized in {:.1}s -> {}",
+                    "[{}] synthesized in {:.1}s -> {}",
+                    env.name,
                     s.duration.as_secs_f64(),
                     s.assembly_dir.display()
                 );
             }
-            (s.assembly_dir, Some(s.duration.as_millis()))
+            (s.assembly_dir, Some(s.duration))
         }
     };
     let assembly = CloudAssembly::load(&assembly_dir)?;
     let plan = select::plan(&assembly, &env.name, &env.stacks, &options.stacks)?;
-    let cloud = SdkCloud::new(&options.run_id);
-    let mut report = deploy_plan(Arc::new(cloud), env, plan, options).await;
-    report.synth_ms = synth_ms;
-    if let Some(path) = &options.outputs_file {
-        write_outputs(path, &report.outputs)?;
-    }
-    Ok(report)
+    Ok((plan, synth))
 }
 
 /// Writes `{stack: {key: value}}` as pretty JSON.

@@ -58,23 +58,13 @@ impl EnvironmentDeployer for EngineDeployer {
             ..Default::default()
         };
         let env = request.env;
-        // The steps of `deploy::deploy_environment`, with the SDK adapter wrapped to time every AWS call
-        // and report stack progress.
-        let synth_options = crate::synth::SynthOptions { stream: self.progress, ..Default::default() };
-        let synthesized =
-            match crate::synth::synthesize(request.config, &env.name, request.work_dir, &synth_options).await
-            {
-                Ok(s) => s,
-                Err(err) => return DeployOutcome { error: Some(err.to_string()), ..Default::default() },
-            };
-        let mut outcome = DeployOutcome { synth: synthesized.duration, ..Default::default() };
-        let plan = match crate::assembly::CloudAssembly::load(&synthesized.assembly_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|a| deploy::select::plan(&a, &env.name, &env.stacks, &[]).map_err(|e| e.to_string()))
-        {
-            Ok(plan) => plan,
-            Err(err) => return DeployOutcome { error: Some(err), ..outcome },
+        // `deploy::deploy_environment` with the SDK adapter wrapped to time every AWS call and report
+        // stack progress.
+        let (plan, synth) = match deploy::prepare(request.config, env, &options, request.work_dir).await {
+            Ok(prepared) => prepared,
+            Err(err) => return DeployOutcome { error: Some(err.to_string()), ..Default::default() },
         };
+        let mut outcome = DeployOutcome { synth: synth.unwrap_or_default(), ..Default::default() };
         let watch = Arc::new(Watch {
             stage: request.stage.to_owned(),
             sink: sink.clone(),
@@ -144,6 +134,9 @@ struct WatchState {
     started: HashMap<String, Instant>,
     /// Final statuses described and not reported yet: reported after that poll's events.
     finishing: HashMap<String, StackUpdate>,
+    /// When each stack's latest events answer arrived: the engine may read status and events
+    /// concurrently, so the events of a poll can arrive before its describe.
+    events_seen_at: HashMap<String, Instant>,
     done: HashSet<String>,
     seen_events: HashSet<String>,
 }
@@ -192,6 +185,7 @@ impl Watch {
                 .filter(|e| e.timestamp_ms >= started_ms)
                 .filter(|e| state.seen_events.insert(e.event_id.clone()))
                 .collect();
+            state.events_seen_at.insert(stack_name.to_owned(), Instant::now());
             let done = state.finishing.remove(stack_name);
             if done.is_some() {
                 state.done.insert(stack_name.to_owned());
@@ -213,8 +207,9 @@ impl Watch {
         }
     }
 
-    /// A describe of a started stack that shows a final status ends its progress.
-    fn described(&self, stack_name: &str, stack: Option<&DeployedStack>) {
+    /// A describe of a started stack, asked at `asked`, that shows a final status ends its progress:
+    /// at once when events read since `asked` were already shown, else after the next events.
+    fn described(&self, stack_name: &str, stack: Option<&DeployedStack>, asked: Instant) {
         let Some(stack) = stack.filter(|s| !s.status.ends_with("_IN_PROGRESS")) else { return };
         let mut state = self.lock();
         if state.done.contains(stack_name) {
@@ -225,7 +220,13 @@ impl Watch {
             status: stack.status.clone(),
             elapsed_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        state.finishing.insert(stack_name.to_owned(), update);
+        if state.events_seen_at.get(stack_name).is_some_and(|at| *at >= asked) {
+            state.done.insert(stack_name.to_owned());
+            drop(state);
+            self.sink.stack(&self.stage, &self.display(stack_name), &update);
+        } else {
+            state.finishing.insert(stack_name.to_owned(), update);
+        }
     }
 }
 
@@ -311,12 +312,13 @@ struct WatchedDeployer {
 #[async_trait]
 impl StackDeployer for WatchedDeployer {
     async fn describe_stack(&self, name: &str) -> Result<Option<DeployedStack>, CloudError> {
+        let asked = Instant::now();
         let described = {
             let _t = self.watch.call();
             self.inner.describe_stack(name).await
         };
         if let Ok(stack) = &described {
-            self.watch.described(name, stack.as_ref());
+            self.watch.described(name, stack.as_ref(), asked);
         }
         described
     }
@@ -504,6 +506,51 @@ mod tests {
         assert!(lines[4].starts_with("[deploy-dev] Broken: ROLLBACK_COMPLETE in "), "{}", lines[4]);
         // Six sequential calls of 20 ms each were in flight.
         assert!(watch.in_flight() >= latency * 6, "{:?}", watch.in_flight());
+    }
+
+    #[tokio::test]
+    async fn a_poll_reading_status_and_events_together_ends_with_the_final_status_once() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
+        let events = vec![
+            event("2", "Broken", "AWS::CloudFormation::Stack", "ROLLBACK_COMPLETE", None, now + 2),
+            event("1", "Broken", "AWS::CloudFormation::Stack", "CREATE_IN_PROGRESS", None, now + 1),
+        ];
+        // Either answer may come first: events slower than the describe, then faster.
+        for (describe_ms, events_ms) in [(5, 40), (40, 5)] {
+            let sink = Arc::new(MemorySink::default());
+            let watch = Arc::new(Watch {
+                stage: "deploy-dev".into(),
+                sink: sink.clone(),
+                names: [("dev-Broken".to_owned(), "Broken".to_owned())].into_iter().collect(),
+                state: Mutex::default(),
+            });
+            let status = WatchedDeployer {
+                inner: Arc::new(RollingBack {
+                    latency: Duration::from_millis(describe_ms),
+                    events: events.clone(),
+                }),
+                watch: watch.clone(),
+            };
+            let history = WatchedDeployer {
+                inner: Arc::new(RollingBack {
+                    latency: Duration::from_millis(events_ms),
+                    events: events.clone(),
+                }),
+                watch: watch.clone(),
+            };
+            status
+                .create_stack(&StackInput { stack_name: "dev-Broken".into(), ..Default::default() })
+                .await
+                .unwrap();
+            let (described, listed) =
+                tokio::join!(status.describe_stack("dev-Broken"), history.stack_events("dev-Broken", 0));
+            described.unwrap();
+            listed.unwrap();
+            let lines: Vec<String> = sink.lines.lock().unwrap().clone();
+            assert_eq!(lines.len(), 4, "{describe_ms}/{events_ms}: {lines:#?}");
+            assert_eq!(lines[2], "[deploy-dev] Broken: Broken AWS::CloudFormation::Stack ROLLBACK_COMPLETE");
+            assert!(lines[3].starts_with("[deploy-dev] Broken: ROLLBACK_COMPLETE in "), "{}", lines[3]);
+        }
     }
 
     #[test]
