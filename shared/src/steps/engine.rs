@@ -460,6 +460,18 @@ mod tests {
         }
     }
 
+    /// A watch of stage deploy-dev, where the stack `dev-Broken` shows as `Broken`, and what it prints.
+    fn watched_deploy_dev() -> (Arc<MemorySink>, Arc<Watch>) {
+        let sink = Arc::new(MemorySink::default());
+        let watch = Arc::new(Watch {
+            stage: "deploy-dev".into(),
+            sink: sink.clone(),
+            names: [("dev-Broken".to_owned(), "Broken".to_owned())].into_iter().collect(),
+            state: Mutex::default(),
+        });
+        (sink, watch)
+    }
+
     #[tokio::test]
     async fn stack_progress_shows_each_new_event_once_then_the_final_status_and_times_every_call() {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
@@ -477,13 +489,7 @@ mod tests {
             // An event of an earlier operation on the stack is not this deploy's.
             event("1", "Broken", "AWS::CloudFormation::Stack", "DELETE_COMPLETE", None, now - 60_000),
         ];
-        let sink = Arc::new(MemorySink::default());
-        let watch = Arc::new(Watch {
-            stage: "deploy-dev".into(),
-            sink: sink.clone(),
-            names: [("dev-Broken".to_owned(), "Broken".to_owned())].into_iter().collect(),
-            state: Mutex::default(),
-        });
+        let (sink, watch) = watched_deploy_dev();
         let latency = Duration::from_millis(20);
         let cf = WatchedDeployer { inner: Arc::new(RollingBack { latency, events }), watch: watch.clone() };
         // Before a create, a describe (the engine's up-front check) reports nothing.
@@ -517,13 +523,7 @@ mod tests {
         ];
         // Either answer may come first: events slower than the describe, then faster.
         for (describe_ms, events_ms) in [(5, 40), (40, 5)] {
-            let sink = Arc::new(MemorySink::default());
-            let watch = Arc::new(Watch {
-                stage: "deploy-dev".into(),
-                sink: sink.clone(),
-                names: [("dev-Broken".to_owned(), "Broken".to_owned())].into_iter().collect(),
-                state: Mutex::default(),
-            });
+            let (sink, watch) = watched_deploy_dev();
             let status = WatchedDeployer {
                 inner: Arc::new(RollingBack {
                     latency: Duration::from_millis(describe_ms),
