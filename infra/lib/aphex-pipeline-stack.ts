@@ -376,48 +376,39 @@ export class AphexPipelineStack extends Stack {
     }
 
     // ----------------------------------------------------------------------------------- alarms
+    // Every alarm fires on the first occurrence in five minutes and tells the operators' topic.
     const alarmAction = new cwActions.SnsAction(topic);
-    const alarms = [
-      new cw.Alarm(this, 'RunsFailedAlarm', {
-        alarmDescription: `AphexPipeline ${c.pipelineName}: a pipeline run failed`,
-        metric: new cw.Metric({
-          namespace: METRIC_NAMESPACE,
-          metricName: RUNS_FAILED_METRIC,
-          dimensionsMap: { Pipeline: c.pipelineName },
-          statistic: cw.Stats.SUM,
-          period: Duration.minutes(5),
-        }),
+    const alarmOnAny = (id: string, alarmDescription: string, metric: cw.IMetric) =>
+      new cw.Alarm(this, id, {
+        alarmDescription,
+        metric,
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cw.TreatMissingData.NOT_BREACHING,
+      }).addAlarmAction(alarmAction);
+    const fiveMinuteSum = { period: Duration.minutes(5), statistic: cw.Stats.SUM };
+    alarmOnAny(
+      'RunsFailedAlarm',
+      `AphexPipeline ${c.pipelineName}: a pipeline run failed`,
+      new cw.Metric({
+        namespace: METRIC_NAMESPACE,
+        metricName: RUNS_FAILED_METRIC,
+        dimensionsMap: { Pipeline: c.pipelineName },
+        ...fiveMinuteSum,
       }),
-      new cw.Alarm(this, 'WebhookErrorsAlarm', {
-        alarmDescription: 'AphexPipeline webhook Lambda errors',
-        metric: webhook.metricErrors({ period: Duration.minutes(5), statistic: cw.Stats.SUM }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cw.TreatMissingData.NOT_BREACHING,
-      }),
-      new cw.Alarm(this, 'WebhookApi5xxAlarm', {
-        alarmDescription: 'AphexPipeline webhook HTTP API 5xx responses',
-        metric: api.metricServerError({ period: Duration.minutes(5), statistic: cw.Stats.SUM }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cw.TreatMissingData.NOT_BREACHING,
-      }),
-      new cw.Alarm(this, 'NotifyDeadLettersAlarm', {
-        alarmDescription: 'AphexPipeline notifications that could not be delivered (dead-letter queue)',
-        metric: deadLetters.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5) }),
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cw.TreatMissingData.NOT_BREACHING,
-      }),
-    ];
-    for (const alarm of alarms) alarm.addAlarmAction(alarmAction);
+    );
+    alarmOnAny('WebhookErrorsAlarm', 'AphexPipeline webhook Lambda errors', webhook.metricErrors(fiveMinuteSum));
+    alarmOnAny(
+      'WebhookApi5xxAlarm',
+      'AphexPipeline webhook HTTP API 5xx responses',
+      api.metricServerError(fiveMinuteSum),
+    );
+    alarmOnAny(
+      'NotifyDeadLettersAlarm',
+      'AphexPipeline notifications that could not be delivered (dead-letter queue)',
+      deadLetters.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5) }),
+    );
 
     // CDK's own EKS machinery (cluster and kubectl custom-resource providers in nested stacks) is not
     // ours to configure; record why checkov's Lambda and IAM checks do not apply to it.

@@ -233,20 +233,7 @@ fn steps_ms(d: Duration) -> u64 {
 }
 
 fn skipped(id: &str, env: Option<&str>) -> StageRecord {
-    let now = time::OffsetDateTime::now_utc();
-    StageRecord {
-        id: id.to_owned(),
-        env: env.map(str::to_owned),
-        status: Status::Skipped,
-        started_at: now,
-        ended_at: now,
-        duration_ms: 0,
-        external_ms: 0,
-        error: None,
-        stacks: Vec::new(),
-        outputs: None,
-        artifacts: None,
-    }
+    StageRecord::skipped(id, env, time::OffsetDateTime::now_utc())
 }
 
 /// The summary table: one row per stage (and per stack under its deploy), then the totals and the

@@ -178,7 +178,7 @@ fn check_problems(text: &str, out: &mut Vec<Problem>) -> Option<Config> {
             return None;
         }
     };
-    let json = if root_is_large(text) {
+    let json = if worth_a_second_thread(text) {
         // On a large file, the rules run beside the JSON conversion and the schema check.
         std::thread::scope(|scope| {
             let rules = scope.spawn(|| {
@@ -217,7 +217,7 @@ fn check_problems(text: &str, out: &mut Vec<Problem>) -> Option<Config> {
 }
 
 /// Whether a file is big enough for a second thread to pay for itself (about 20 µs to start).
-fn root_is_large(text: &str) -> bool {
+fn worth_a_second_thread(text: &str) -> bool {
     text.len() > 32 * 1024
 }
 

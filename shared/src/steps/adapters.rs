@@ -103,24 +103,16 @@ impl PipelineUpdater for RenderToFile {
         _sink: Arc<dyn OutputSink>,
     ) -> Result<(String, Duration), String> {
         let clock = Instant::now();
-        let plan = crate::plan::build(config);
         // A local work tree may have no commit yet; the template then says `unknown`.
         let is_sha = (7..=40).contains(&commit_sha.len())
             && commit_sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let opts = crate::argo::RenderOptions::for_config(config, is_sha.then(|| commit_sha.to_owned()));
-        let template = crate::argo::render(&plan, &opts).map_err(|e| e.to_string())?;
-        let json: serde_json::Value =
-            serde_json::from_str(&crate::argo::to_json(&template)).map_err(|e| e.to_string())?;
-        crate::argo::validate_workflow_template(&json).map_err(|violations| {
-            format!(
-                "the rendered WorkflowTemplate is not valid: {}",
-                violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
-            )
-        })?;
+        let rendered = crate::template::render_config(config, is_sha.then_some(commit_sha))
+            .map_err(|e| e.to_string())?;
+        let (template, plan) = (&rendered.template, &rendered.plan);
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        std::fs::write(&self.path, crate::argo::to_yaml(&template))
+        std::fs::write(&self.path, crate::argo::to_yaml(template))
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
         Ok((
             format!(

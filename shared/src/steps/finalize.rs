@@ -66,19 +66,7 @@ pub fn build_record(
     };
     for id in planned {
         if !stages.iter().any(|s| &s.id == id) {
-            stages.push(StageRecord {
-                id: id.clone(),
-                env: None,
-                status: Status::Skipped,
-                started_at: now,
-                ended_at: now,
-                duration_ms: 0,
-                external_ms: 0,
-                error: None,
-                stacks: Vec::new(),
-                outputs: None,
-                artifacts: None,
-            });
+            stages.push(StageRecord::skipped(id, None, now));
         }
     }
     let started_at =

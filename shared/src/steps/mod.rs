@@ -121,6 +121,25 @@ pub struct StageRecord {
     pub artifacts: Option<ArtifactRef>,
 }
 
+impl StageRecord {
+    /// A stage that did not run, stamped `at`.
+    pub fn skipped(id: &str, env: Option<&str>, at: time::OffsetDateTime) -> Self {
+        StageRecord {
+            id: id.to_owned(),
+            env: env.map(str::to_owned),
+            status: Status::Skipped,
+            started_at: at,
+            ended_at: at,
+            duration_ms: 0,
+            external_ms: 0,
+            error: None,
+            stacks: Vec::new(),
+            outputs: None,
+            artifacts: None,
+        }
+    }
+}
+
 /// Errors of the steps. Each names what failed and, where there is one, the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
