@@ -55,7 +55,8 @@ enum Stage {
     /// Clone at the commit, run the build commands, package and upload the artifacts.
     Build(Common),
     /// Self-update: render and check the WorkflowTemplate from the config at this commit, and apply it to
-    /// the cluster (KUBECONFIG or APHEX_CLUSTER); without a cluster it is written to --template-out.
+    /// the cluster (KUBECONFIG, APHEX_CLUSTER, or the pod's service account); without a cluster it is
+    /// written to --template-out.
     Pipeline {
         #[command(flatten)]
         common: Common,
@@ -151,8 +152,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Stage::Pipeline { common, template_out } => {
             let ctx = context(&common, None, None).await?;
-            // In a cluster (KUBECONFIG or APHEX_CLUSTER) the pod applies its own next template; without
-            // one (a local step run) it renders, checks and writes it, and says so.
+            // In a cluster (`aphex::cluster`'s resolution order: KUBECONFIG, APHEX_CLUSTER, the pod's
+            // service account, ~/.kube/config) the pod applies its own next template. Without one (a step
+            // run by hand) it renders, checks and writes it; in a pod that cannot reach its API server it
+            // fails rather than skip the self-modification silently.
             let template: std::sync::Arc<dyn steps::PipelineUpdater> =
                 match aphex::cluster::ClusterTarget::from_env() {
                     Ok(_) => {
@@ -161,6 +164,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                             store: std::sync::Arc::new(store),
                         })
                     }
+                    Err(e) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => bail!(
+                        "this pod cannot apply the next WorkflowTemplate: {e}. Mount the service account token \
+                         (automountServiceAccountToken: true on pipeline.serviceAccount) or set APHEX_CLUSTER"
+                    ),
                     Err(_) => std::sync::Arc::new(steps::adapters::RenderToFile { path: template_out }),
                 };
             // The pipeline's own stack (when the config names one) deploys first, through the engine.

@@ -1,7 +1,16 @@
-//! Cluster access: a `kube::Client` from `KUBECONFIG` when set (tests, non-EKS clusters), otherwise from
-//! EKS by cluster name (`APHEX_CLUSTER`) with a bearer token made from a presigned STS
-//! `GetCallerIdentity` request, exactly as aws-iam-authenticator does. Clients are cached and rebuilt
-//! before their token expires, so a warm Lambda reuses one.
+//! Cluster access: one resolution order for every cluster client (the pipeline step, `aphex template`, the
+//! webhook and generate-template Lambdas), built from what the process really has:
+//!
+//! 1. `KUBECONFIG` (any cluster; `:`-separated files, current context): a laptop, the tests;
+//! 2. `APHEX_CLUSTER`: an EKS cluster by name, with a bearer token made from a presigned STS
+//!    `GetCallerIdentity` request exactly as aws-iam-authenticator does (the Lambdas);
+//! 3. the pod's service account: `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` and the token at
+//!    `/var/run/secrets/kubernetes.io/serviceaccount/token` (Kubernetes documentation, "Accessing the
+//!    Kubernetes API from a Pod"): every Argo pod, the pipeline step's self-modification among them;
+//! 4. `~/.kube/config` when it exists (kubectl's default).
+//!
+//! Clients are cached; EKS clients are rebuilt before their token expires, so a warm Lambda reuses one.
+//! In-cluster clients re-read the projected token file themselves (kube's in-cluster config).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,13 +31,22 @@ pub enum ClusterTarget {
     Kubeconfig { paths: String },
     /// An EKS cluster by name, in the SDK config's region.
     Eks { cluster_name: String },
+    /// The pod's own service account (kube's in-cluster config).
+    InCluster,
 }
+
+/// Where a pod's service account token is mounted (Kubernetes documentation).
+pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// Why no client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("no cluster configured: set KUBECONFIG (any cluster) or APHEX_CLUSTER (an EKS cluster name)")]
+    #[error(
+        "no cluster configured: set KUBECONFIG (any cluster) or APHEX_CLUSTER (an EKS cluster name), or run in a pod with a service account token mounted"
+    )]
     NotConfigured,
+    #[error("cannot use the pod's service account (in-cluster config)")]
+    InCluster(#[source] kube::config::InClusterError),
     #[error("cannot read the kubeconfig named by KUBECONFIG")]
     Kubeconfig(#[source] kube::config::KubeconfigError),
     #[error("cannot build a Kubernetes client")]
@@ -53,18 +71,54 @@ pub enum ClusterError {
 }
 
 impl ClusterTarget {
-    /// `KUBECONFIG` wins; else `APHEX_CLUSTER`.
+    /// The module's resolution order over this process's environment and files.
     pub fn from_env() -> Result<Self, ClusterError> {
-        Self::from_vars(std::env::var("KUBECONFIG").ok(), std::env::var("APHEX_CLUSTER").ok())
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let home_config = std::env::var_os("HOME")
+            .map(|h| std::path::Path::new(&h).join(".kube").join("config"))
+            .filter(|p| p.is_file());
+        Self::resolve(Found {
+            kubeconfig: var("KUBECONFIG"),
+            eks_cluster: var("APHEX_CLUSTER"),
+            in_cluster: var("KUBERNETES_SERVICE_HOST").is_some()
+                && var("KUBERNETES_SERVICE_PORT").is_some()
+                && std::path::Path::new(SERVICE_ACCOUNT_TOKEN).is_file(),
+            home_kubeconfig: home_config.map(|p| p.display().to_string()),
+        })
     }
 
-    fn from_vars(kubeconfig: Option<String>, cluster: Option<String>) -> Result<Self, ClusterError> {
-        match (kubeconfig.filter(|v| !v.is_empty()), cluster.filter(|v| !v.is_empty())) {
-            (Some(paths), _) => Ok(Self::Kubeconfig { paths }),
-            (None, Some(cluster_name)) => Ok(Self::Eks { cluster_name }),
-            (None, None) => Err(ClusterError::NotConfigured),
+    /// The resolution order, pure: what was found → the target.
+    pub fn resolve(found: Found) -> Result<Self, ClusterError> {
+        if let Some(paths) = found.kubeconfig {
+            Ok(Self::Kubeconfig { paths })
+        } else if let Some(cluster_name) = found.eks_cluster {
+            Ok(Self::Eks { cluster_name })
+        } else if found.in_cluster {
+            Ok(Self::InCluster)
+        } else if let Some(paths) = found.home_kubeconfig {
+            Ok(Self::Kubeconfig { paths })
+        } else {
+            Err(ClusterError::NotConfigured)
         }
     }
+
+    /// Whether building a client needs AWS (credentials and a region).
+    pub fn needs_aws(&self) -> bool {
+        matches!(self, Self::Eks { .. })
+    }
+}
+
+/// What a process has that can reach a cluster (the inputs of [`ClusterTarget::resolve`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// `KUBECONFIG`, when set and not empty.
+    pub kubeconfig: Option<String>,
+    /// `APHEX_CLUSTER`, when set and not empty.
+    pub eks_cluster: Option<String>,
+    /// `KUBERNETES_SERVICE_HOST` and `_PORT` set and the service account token file present.
+    pub in_cluster: bool,
+    /// `~/.kube/config`, when it is a file.
+    pub home_kubeconfig: Option<String>,
 }
 
 /// A cached client for one target; `client()` hands out a clone, rebuilding it when its token ages.
@@ -93,9 +147,8 @@ impl ClusterAccess {
     pub async fn client(&self) -> Result<kube::Client, ClusterError> {
         let mut cached = self.cached.lock().await;
         if let Some((client, built)) = cached.as_ref() {
-            // Kubeconfig clients refresh their own credentials; only EKS tokens age out.
-            if matches!(self.target, ClusterTarget::Kubeconfig { .. })
-                || built.elapsed() < TOKEN_REFRESH_AFTER
+            // Kubeconfig and in-cluster clients refresh their own credentials; only EKS tokens age out.
+            if !matches!(self.target, ClusterTarget::Eks { .. }) || built.elapsed() < TOKEN_REFRESH_AFTER
             {
                 return Ok(client.clone());
             }
@@ -103,6 +156,10 @@ impl ClusterAccess {
         let client = match &self.target {
             ClusterTarget::Kubeconfig { paths } => kubeconfig_client(paths).await?,
             ClusterTarget::Eks { cluster_name } => eks_client(&self.sdk, cluster_name).await?,
+            ClusterTarget::InCluster => {
+                let config = kube::Config::incluster().map_err(ClusterError::InCluster)?;
+                kube::Client::try_from(config).map_err(ClusterError::Client)?
+            }
         };
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
@@ -247,16 +304,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kubeconfig_wins_over_cluster_name() {
-        let check = |k: Option<&str>, c: Option<&str>, expect: Option<ClusterTarget>| {
-            let got = ClusterTarget::from_vars(k.map(Into::into), c.map(Into::into)).ok();
-            assert_eq!(got, expect, "KUBECONFIG={k:?} APHEX_CLUSTER={c:?}");
+    fn one_resolution_order() {
+        let check = |found: Found, expect: Option<ClusterTarget>| {
+            let got = ClusterTarget::resolve(found.clone()).ok();
+            assert_eq!(got, expect, "{found:?}");
         };
-        check(Some("/k"), Some("prod"), Some(ClusterTarget::Kubeconfig { paths: "/k".into() }));
-        check(None, Some("prod"), Some(ClusterTarget::Eks { cluster_name: "prod".into() }));
-        check(Some(""), Some("prod"), Some(ClusterTarget::Eks { cluster_name: "prod".into() }));
-        check(None, None, None);
-        check(Some(""), Some(""), None);
+        let kubeconfig = |p: &str| Some(ClusterTarget::Kubeconfig { paths: p.into() });
+        let eks = Some(ClusterTarget::Eks { cluster_name: "prod".into() });
+        let all = Found {
+            kubeconfig: Some("/k".into()),
+            eks_cluster: Some("prod".into()),
+            in_cluster: true,
+            home_kubeconfig: Some("/root/.kube/config".into()),
+        };
+        check(all.clone(), kubeconfig("/k"));
+        check(Found { kubeconfig: None, ..all.clone() }, eks.clone());
+        // A pod: the service account beats a kubeconfig left in the image's home.
+        check(Found { kubeconfig: None, eks_cluster: None, ..all.clone() }, Some(ClusterTarget::InCluster));
+        check(Found { in_cluster: true, ..Found::default() }, Some(ClusterTarget::InCluster));
+        check(Found { home_kubeconfig: Some("/h".into()), ..Found::default() }, kubeconfig("/h"));
+        check(Found { eks_cluster: Some("prod".into()), ..Found::default() }, eks);
+        check(Found::default(), None);
     }
 
     #[test]

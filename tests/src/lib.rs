@@ -1,9 +1,12 @@
 //! Harnesses shared by the cross-crate integration tests in `tests/tests/`: fixture paths, the fake
 //! Kubernetes API server, and (added by their owners) the moto launcher.
 
+pub mod argo_run;
+pub mod cluster;
 pub mod deploy_support;
 pub mod fake_kube;
 pub mod moto;
+pub mod pod_node;
 
 use std::path::PathBuf;
 

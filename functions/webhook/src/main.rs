@@ -73,8 +73,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = WebhookConfig::from_env()?;
     let secrets = load_secrets(config.secret.clone()).await?;
     let intake = Intake::new(&config, secrets)?;
-    // KUBECONFIG when set (tests, other clusters), else EKS by APHEX_CLUSTER; the client is built on
-    // first use and cached, its EKS token renewed before expiry.
+    // aphex::cluster's resolution order (KUBECONFIG, APHEX_CLUSTER on EKS, a pod's service account,
+    // ~/.kube/config); the client is built on first use and cached, its EKS token renewed before expiry.
     let target = ClusterTarget::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let state = State { intake, submitter: KubeSubmitter::from_access(ClusterAccess::new(target, aws)) };

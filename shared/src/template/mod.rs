@@ -122,8 +122,8 @@ pub async fn cluster_access_from_env() -> Result<crate::cluster::ClusterAccess, 
     use crate::cluster::{ClusterAccess, ClusterTarget};
     let target = ClusterTarget::from_env()?;
     let sdk = match target {
-        ClusterTarget::Kubeconfig { .. } => aws_types::SdkConfig::builder().build(),
         ClusterTarget::Eks { .. } => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+        ClusterTarget::Kubeconfig { .. } | ClusterTarget::InCluster => aws_types::SdkConfig::builder().build(),
     };
     Ok(ClusterAccess::new(target, sdk))
 }
