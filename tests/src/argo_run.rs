@@ -210,7 +210,8 @@ pub fn run_timing(cluster: &Cluster, wf: &kube::api::DynamicObject, wall: Durati
         if node.get("type").and_then(|t| t.as_str()) != Some("Pod") {
             continue;
         }
-        let display = node.get("displayName").and_then(|t| t.as_str()).unwrap_or("").to_owned();
+        // The template's name: display names carry retry suffixes (`build(0)`, `<wf>.onExit(0)`).
+        let display = node.get("templateName").and_then(|t| t.as_str()).unwrap_or("").to_owned();
         let Some(pod) = pod_name(&wf_name, node) else { continue };
         let timing = std::fs::read_to_string(cluster.pod_dir("argo", &pod).join("timing.json"))
             .ok()

@@ -142,9 +142,25 @@ pub fn nodes(wf: &DynamicObject) -> Vec<(String, String, String, String)> {
     nodes.into_iter().map(|(_, d, t, p, m)| (d, t, p, m)).collect()
 }
 
-/// Pod nodes' display names in start order.
+/// Pod nodes' template names in start order (`deploy-dev`, `finalize`: display names carry retry
+/// suffixes such as `deploy-dev(0)`).
 pub fn pod_steps(wf: &DynamicObject) -> Vec<String> {
-    nodes(wf).into_iter().filter(|(_, t, _, _)| t == "Pod").map(|(d, _, _, _)| d).collect()
+    let mut pods: Vec<(String, String)> = wf
+        .data
+        .pointer("/status/nodes")
+        .and_then(|n| n.as_object())
+        .map(|m| {
+            m.values()
+                .filter(|n| n["type"] == "Pod")
+                .map(|n| {
+                    let s = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                    (s("startedAt"), s("templateName"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pods.sort();
+    pods.into_iter().map(|(_, t)| t).collect()
 }
 
 /// A readable account of a Workflow: phase, message, each node.

@@ -167,8 +167,9 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
     }
     let message = node(&wf, "deploy-dev").and_then(|n| n["message"].as_str()).unwrap_or("").to_owned();
     assert!(message.contains("Broken"), "the failed node names the stack: {message}");
-    let finalize = cluster::nodes(&wf).into_iter().find(|(d, ..)| d.ends_with("finalize") || d == "onExit");
-    assert!(finalize.is_some_and(|(_, _, p, _)| p == "Succeeded"), "{}", cluster::describe(&wf));
+    assert!(cluster::pod_steps(&wf).contains(&"finalize".to_owned()), "{}", cluster::describe(&wf));
+    let finalize = cluster::nodes(&wf).into_iter().find(|(d, t, ..)| d.ends_with(".onExit") && t == "Retry");
+    assert!(finalize.is_some_and(|(_, _, p, _)| p == "Succeeded"), "the exit handler ran: {}", cluster::describe(&wf));
     let s3config = moto.sdk_config("us-east-1").await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&s3config).force_path_style(true).build());
     let record = s3.get_object().bucket(BUCKET).key(format!("runs/{failed}/record.json")).send().await;

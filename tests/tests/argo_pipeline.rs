@@ -49,7 +49,7 @@ async fn demo_pipeline_runs_and_modifies_itself_on_argo() {
         .data
         .pointer("/status/nodes")
         .and_then(|n| n.as_object())
-        .and_then(|nodes| nodes.values().find(|n| n["displayName"] == "deploy-dev"))
+        .and_then(|nodes| nodes.values().find(|n| n["templateName"] == "deploy-dev" && n["type"] == "Pod"))
         .and_then(|n| n.pointer("/outputs/parameters/0/value"))
         .and_then(|v| v.as_str())
         .map(str::to_owned)

@@ -40,6 +40,7 @@ impl Executor {
     /// From the wait container's variables (`ARGO_NODE_ID`, `ARGO_WORKFLOW_NAME`, `ARGO_WORKFLOW_UID`,
     /// `ARGO_TEMPLATE`), which Argo also gives the main container. `None` for a pod Argo did not make.
     pub fn from_env(
+        namespace: &str,
         env: &BTreeMap<String, String>,
         settings: &NodeSettings,
         token: &str,
@@ -52,7 +53,7 @@ impl Executor {
             Some(t) => serde_json::from_str(t).map_err(|e| err(format!("ARGO_TEMPLATE is not JSON: {e}")))?,
             None => serde_json::Value::Null,
         };
-        let namespace = env.get("ARGO_POD_NAMESPACE").cloned().unwrap_or_else(|| "argo".into());
+        let namespace = namespace.to_owned();
         let uri: http::Uri = format!("https://{}:{}", settings.api_host, settings.api_port)
             .parse()
             .map_err(|e| err(format!("API address: {e}")))?;

@@ -55,8 +55,16 @@ where
     let mounts_token = main.volume_mounts.iter().flatten().any(|m| m.mount_path == SA_MOUNT);
     let env = pod_environment(client, settings, pod, main).await?;
 
-    // The executor's side: the task result exists (not yet complete) before the main container runs.
-    let executor = report::Executor::from_env(&env, settings, &token)?;
+    // The executor's side (Argo's `init` and `wait` containers: ARGO_TEMPLATE is on the first, the
+    // workflow's name on the second): the task result exists, not yet complete, before main runs.
+    let mut executor_env = BTreeMap::new();
+    for name in ["init", "wait"] {
+        let container = spec.init_containers.iter().flatten().chain(spec.containers.iter()).find(|c| c.name == name);
+        if let Some(c) = container {
+            executor_env.extend(pod_environment(client, settings, pod, c).await?);
+        }
+    }
+    let executor = report::Executor::from_env(&namespace, &executor_env, settings, &token)?;
     if let Some(executor) = &executor {
         executor.initialize().await.map_err(|e| pod_err(format!("creating the task result: {e}")))?;
     }
