@@ -46,7 +46,8 @@ async fn webhook_creates_exactly_one_workflow_per_delivery_in_the_real_api_serve
 
     // Five concurrent posts of one delivery: one Workflow.
     let delivery = format!("intake-{run}-five");
-    let answers = futures::future::join_all((0..5).map(|_| hook.post(&client, "push", &delivery, &push(1)))).await;
+    let payload = push(1);
+    let answers = futures::future::join_all((0..5).map(|_| hook.post(&client, "push", &delivery, &payload))).await;
     let mut statuses: Vec<u16> = answers.into_iter().map(|a| a.unwrap().0).collect();
     statuses.sort();
     assert_eq!(statuses, [200, 200, 200, 200, 202]);

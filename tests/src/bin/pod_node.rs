@@ -42,7 +42,11 @@ fn main() -> anyhow::Result<()> {
         let config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
         let client = kube::Client::try_from(config)?;
+        std::fs::create_dir_all(&args.state_dir).context("--state-dir")?;
+        let exec_helper = args.state_dir.join(".aphex-pod-node-exec");
+        std::fs::copy(std::env::current_exe()?, &exec_helper).context("copying the node's binary")?;
         let settings = NodeSettings {
+            exec_helper,
             state_dir: args.state_dir,
             runner_bin_dir: std::fs::canonicalize(&args.runner_bin_dir).context("--runner-bin-dir")?,
             api_host: args.api_host,

@@ -54,6 +54,9 @@ pub struct NodeSettings {
     pub api_port: u16,
     /// The cluster CA, PEM: written as the pod's `ca.crt`.
     pub ca_pem: Vec<u8>,
+    /// A copy of this binary that pods start through (`exec-in-pod`): a rebuild of the original while the
+    /// node runs must not break the pods started after it.
+    pub exec_helper: PathBuf,
 }
 
 /// Errors of the node; each names the pod.

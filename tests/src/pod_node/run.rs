@@ -78,7 +78,7 @@ where
     }
     let mut cmd = tokio::process::Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "--"]);
-    cmd.arg(std::env::current_exe().map_err(|source| NodeError::Io { path: "current_exe".into(), source })?);
+    cmd.arg(&settings.exec_helper);
     cmd.arg("exec-in-pod");
     for (src, dst) in &binds {
         cmd.arg("--bind").arg(format!("{}:{}", src.display(), dst.display()));
