@@ -70,7 +70,15 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let run_id = format!("local-{stamp}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let commit = steps::source::head_commit(&repo).await.unwrap_or_else(|_| "uncommitted".into());
-    let branch = steps::source::head_branch(&repo).await.unwrap_or_else(|_| "local".into());
+    let head_branch = steps::source::head_branch(&repo).await.ok();
+    // The same trigger settings as the webhook: say so when a push of this ref would start no run.
+    let tags_at_head = steps::source::tags_at_head(&repo).await.unwrap_or_default();
+    if let Some(warning) =
+        aphex::webhook::triggers::local_run_warning(&config.pipeline, head_branch.as_deref(), &tags_at_head)
+    {
+        eprintln!("warning: {}: {warning}", config_path.display());
+    }
+    let branch = head_branch.unwrap_or_else(|| "local".into());
     let state_dir = args.state_dir.clone().unwrap_or_else(|| repo.join(".aphex").join("runs").join(&run_id));
     std::fs::create_dir_all(&state_dir).with_context(|| format!("{}", state_dir.display()))?;
 

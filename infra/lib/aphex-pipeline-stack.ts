@@ -39,6 +39,8 @@ export const STACK_STATUSES = [
 ];
 /** Kubernetes groups the Lambdas' roles map to; argo/rbac binds them. */
 export const WEBHOOK_K8S_GROUP = 'aphex:webhook';
+/** Key prefix of the webhook's delivery ledger in the artifact bucket (aphex::webhook::ledger::LEDGER_PREFIX). */
+export const DELIVERY_LEDGER_PREFIX = 'aphex/webhook-deliveries/';
 export const TEMPLATE_MANAGER_K8S_GROUP = 'aphex:template-manager';
 /** The metric `aphex step finalize` emits (CloudWatch Embedded Metric Format) for each failed run. */
 export const METRIC_NAMESPACE = 'AphexPipeline';
@@ -247,11 +249,14 @@ export class AphexPipelineStack extends Stack {
 
     const webhook = makeFunction('webhook', 'AphexPipeline: verifies GitHub webhooks and starts pipeline runs', {
       APHEX_WEBHOOK_SECRET_ARN: webhookSecret.secretArn,
-      APHEX_BRANCHES: c.branches.join(','),
+      // Which pushes start a run comes from aphex-config.yaml (the live WorkflowTemplate's annotations);
+      // the infra config's `branches`, when set, overrides it.
+      ...(c.branches ? { APHEX_BRANCHES: c.branches.join(',') } : {}),
       APHEX_NAMESPACE: c.argoNamespace,
       APHEX_TEMPLATE: c.pipelineName,
       APHEX_CLUSTER: c.clusterName,
       APHEX_ARGO_URL: argoUrl,
+      APHEX_LEDGER_BUCKET: this.artifactBucket.bucketName,
     }, Duration.seconds(29));
     const validateConfig = makeFunction('validate-config', 'AphexPipeline: validates aphex-config.yaml and returns diagnostics', {
       APHEX_ARTIFACT_BUCKET: this.artifactBucket.bucketName,
@@ -273,6 +278,13 @@ export class AphexPipelineStack extends Stack {
     webhookSecret.grantRead(webhook);
     const describeCluster = new iam.PolicyStatement({ sid: 'DescribeCluster', actions: ['eks:DescribeCluster'], resources: [clusterArn] });
     webhook.addToRolePolicy(describeCluster);
+    // The delivery ledger: one object per GitHub delivery, created with a conditional put and read back
+    // on a redelivery; nothing else in the bucket.
+    webhook.addToRolePolicy(new iam.PolicyStatement({
+      sid: 'DeliveryLedger',
+      actions: ['s3:PutObject', 's3:GetObject'],
+      resources: [this.artifactBucket.arnForObjects(`${DELIVERY_LEDGER_PREFIX}*`)],
+    }));
     generateTemplate.addToRolePolicy(describeCluster);
     this.artifactBucket.grantRead(validateConfig);
     this.artifactBucket.grantRead(generateTemplate);

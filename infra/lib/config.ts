@@ -29,8 +29,11 @@ export interface AphexInfraConfig {
   readonly notificationEmails: string[];
   /** Secrets Manager ARN of the Slack incoming-webhook URL (optional). */
   readonly slackWebhookSecretArn?: string;
-  /** Branch globs whose pushes start a run (webhook Lambda's APHEX_BRANCHES). */
-  readonly branches: string[];
+  /**
+   * Branch globs whose pushes start a run, overriding `pipeline.branches` of aphex-config.yaml (webhook
+   * Lambda's APHEX_BRANCHES). Unset by default: the config, through the live WorkflowTemplate, decides.
+   */
+  readonly branches?: string[];
   /** CloudWatch Logs retention of every log group, in days. */
   readonly logRetentionDays: number;
   /** Days before build artifacts move to Infrequent Access / expire; noncurrent versions expire after noncurrentDays. */
@@ -53,7 +56,6 @@ export const DEFAULT_CONFIG: AphexInfraConfig = {
   argoChartVersion: '0.45.19',
   targetAccounts: [],
   notificationEmails: [],
-  branches: ['main'],
   logRetentionDays: 30,
   artifactExpirationDays: 90,
   noncurrentVersionExpirationDays: 30,
@@ -83,7 +85,7 @@ export function loadConfig(baseDir: string, context: (key: string) => unknown): 
   } else if (context('configFile') !== undefined) {
     throw new Error(`config file ${filePath} (context configFile) does not exist`);
   }
-  const known = new Set(Object.keys(DEFAULT_CONFIG).concat(['kubectlRoleArn', 'argoUrl', 'slackWebhookSecretArn']));
+  const known = new Set(Object.keys(DEFAULT_CONFIG).concat(['kubectlRoleArn', 'argoUrl', 'slackWebhookSecretArn', 'branches']));
   for (const key of Object.keys(fromFile)) {
     if (!known.has(key)) throw new Error(`${filePath}: unknown setting "${key}"; known: ${[...known].join(', ')}`);
   }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import {
-  AphexPipelineStack, PIPELINE_DETAIL_TYPES, STACK_STATUSES, TEMPLATE_MANAGER_K8S_GROUP, WEBHOOK_K8S_GROUP,
+  AphexPipelineStack, DELIVERY_LEDGER_PREFIX, PIPELINE_DETAIL_TYPES, STACK_STATUSES, TEMPLATE_MANAGER_K8S_GROUP, WEBHOOK_K8S_GROUP,
 } from '../lib/aphex-pipeline-stack';
 import { AphexInfraConfig, DEFAULT_CONFIG, loadConfig } from '../lib/config';
 import { FUNCTION_NAMES, inspectLambdaDist, writePlaceholderLambdaDist } from '../lib/lambda-dist';
@@ -77,8 +77,15 @@ test('the four Lambdas run provided.al2023 on arm64 with a log group and retenti
   assert.ok(retentions.length >= 5 && retentions.every((d) => d === 30), `retentions ${retentions}`);
   template.hasResourceProperties('AWS::Lambda::Function', {
     Runtime: 'provided.al2023',
-    Environment: { Variables: Match.objectLike({ APHEX_BRANCHES: 'main', APHEX_NAMESPACE: 'argo', APHEX_TEMPLATE: 'aphex-pipeline', APHEX_CLUSTER: 'aphex', APHEX_ARGO_URL: 'https://argo.example.com' }) },
+    Environment: { Variables: Match.objectLike({ APHEX_NAMESPACE: 'argo', APHEX_TEMPLATE: 'aphex-pipeline', APHEX_CLUSTER: 'aphex', APHEX_ARGO_URL: 'https://argo.example.com' }) },
   });
+  // Trigger settings come from aphex-config.yaml (the WorkflowTemplate); the infra sets APHEX_BRANCHES
+  // only when its own `branches` overrides them.
+  const webhookEnv = (t: Template) => Object.values(t.findResources('AWS::Lambda::Function'))
+    .map((f) => f.Properties.Environment?.Variables ?? {})
+    .find((v) => v.APHEX_WEBHOOK_SECRET_ARN);
+  assert.equal(webhookEnv(template).APHEX_BRANCHES, undefined);
+  assert.equal(webhookEnv(synth({ ...CONFIG, branches: ['main', 'release/*'] })).APHEX_BRANCHES, 'main,release/*');
   template.hasResourceProperties('AWS::Lambda::Function', {
     Environment: { Variables: Match.objectLike({ APHEX_SLACK_WEBHOOK_SECRET: CONFIG.slackWebhookSecretArn, APHEX_SNS_TOPIC_ARN: Match.anyValue() }) },
   });
@@ -98,6 +105,21 @@ test('POST /webhook on an HTTP API with throttling and access logs', () => {
   for (const output of ['WebhookUrl', 'WebhookSecretArn', 'ReadWebhookSecretCommand', 'ArtifactBucketName', 'ArgoUiAddress']) {
     template.hasOutput(output, {});
   }
+});
+
+test('the webhook keeps its delivery ledger in the artifact bucket: exactly PutObject and GetObject on the ledger prefix', () => {
+  const bucket = Object.keys(template.findResources('AWS::S3::Bucket', { Properties: { LoggingConfiguration: Match.objectLike({ LogFilePrefix: 'artifact-bucket/' }) } }));
+  assert.equal(bucket.length, 1, 'one artifact bucket');
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ APHEX_WEBHOOK_SECRET_ARN: Match.anyValue(), APHEX_LEDGER_BUCKET: { Ref: bucket[0] } }) },
+  });
+  const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+    .flatMap((p) => p.Properties.PolicyDocument.Statement)
+    .filter((s: any) => s.Sid === 'DeliveryLedger');
+  assert.equal(statements.length, 1);
+  assert.deepEqual(statements[0].Action, ['s3:GetObject', 's3:PutObject']);
+  assert.deepEqual(statements[0].Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket[0], 'Arn'] }, `/${DELIVERY_LEDGER_PREFIX}*`]] });
+  assert.equal(DELIVERY_LEDGER_PREFIX, 'aphex/webhook-deliveries/');
 });
 
 test('EventBridge rules send pipeline and stack status events to notify, with a dead-letter queue', () => {

@@ -21,3 +21,5 @@ pub mod runner;
 pub mod steps;
 
 pub mod notify;
+
+pub mod yaml_out;

@@ -36,6 +36,10 @@ pub struct Plan {
     pub timeout_seconds: u64,
     /// What a new push does while a run is in progress.
     pub concurrency: Concurrency,
+    /// `pipeline.branches`: branch globs whose pushes start a run.
+    pub branches: Vec<String>,
+    /// `pipeline.tags`: tag globs whose pushes start a run.
+    pub tags: Vec<String>,
     /// Artifact bucket (`pipeline.artifactBucket`), when the config names one.
     pub artifact_bucket: Option<String>,
     /// The environment names in deploy order.
@@ -297,6 +301,8 @@ pub fn build(config: &Config) -> Plan {
         service_account: p.service_account.clone(),
         timeout_seconds: u64::from(p.timeout_minutes) * 60,
         concurrency: p.concurrency,
+        branches: p.branches.clone(),
+        tags: p.tags.clone(),
         artifact_bucket: p.artifact_bucket.clone(),
         environments: config.environments.iter().map(|e| e.name.clone()).collect(),
         stages,

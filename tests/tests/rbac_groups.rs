@@ -51,10 +51,11 @@ fn every_lambda_group_of_infra_is_bound_with_least_privilege() {
     let templates = infra_constant("TEMPLATE_MANAGER_K8S_GROUP");
     assert_eq!(
         by_group.get(&webhook),
-        Some(
-            &serde_json::json!([{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "list", "patch"]}])
-        ),
-        "the webhook group {webhook} may create, list and stop Workflows, nothing more"
+        Some(&serde_json::json!([
+            {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "list", "patch"]},
+            {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "verbs": ["get"]}
+        ])),
+        "the webhook group {webhook} may create, list and stop Workflows and read the WorkflowTemplate, nothing more"
     );
     let template_rules =
         by_group.get(&templates).unwrap_or_else(|| panic!("{templates} is not bound in argo/rbac.yaml"));

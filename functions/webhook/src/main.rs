@@ -8,8 +8,8 @@ use std::panic::AssertUnwindSafe;
 use anyhow::Context as _;
 use aphex::cluster::{ClusterAccess, ClusterTarget};
 use aphex::webhook::{
-    Intake, KubeSubmitter, Rejection, Response, SecretSource, Secrets, WebhookConfig,
-    secrets_from_secret_string,
+    Intake, KubeSubmitter, Ledger, NoLedger, Peers, Rejection, Response, S3Ledger, SecretSource, Secrets,
+    TemplateTriggers, WebhookConfig, secrets_from_secret_string, triggers::CACHE_TTL,
 };
 use futures::FutureExt as _;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -18,6 +18,8 @@ use serde_json::Value;
 struct State {
     intake: Intake,
     submitter: KubeSubmitter,
+    ledger: Box<dyn Ledger>,
+    triggers: TemplateTriggers,
 }
 
 async fn load_secrets(source: SecretSource) -> anyhow::Result<Secrets> {
@@ -49,14 +51,17 @@ async fn handle(state: &State, event: LambdaEvent<Value>) -> Result<Value, lambd
             Response { status: 400, body: serde_json::json!({"status": "rejected", "error": e.to_string()}) }
         }
         // A panic is a bug; GitHub still gets a 500 with an id that leads to the log line.
-        Ok(req) => AssertUnwindSafe(state.intake.handle(&req, &state.submitter))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                let correlation_id = uuid::Uuid::new_v4().to_string();
-                tracing::error!(%correlation_id, "webhook handler panicked");
-                Response::internal_error(&correlation_id)
-            }),
+        Ok(req) => AssertUnwindSafe(state.intake.handle_with(
+            &req,
+            Peers { submitter: &state.submitter, ledger: state.ledger.as_ref(), triggers: &state.triggers },
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            let correlation_id = uuid::Uuid::new_v4().to_string();
+            tracing::error!(%correlation_id, "webhook handler panicked");
+            Response::internal_error(&correlation_id)
+        }),
     };
     Ok(gateway::encode(shape, &response))
 }
@@ -77,7 +82,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // ~/.kube/config); the client is built on first use and cached, its EKS token renewed before expiry.
     let target = ClusterTarget::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let state = State { intake, submitter: KubeSubmitter::from_access(ClusterAccess::new(target, aws)) };
+    // The delivery ledger (S3, conditional puts) keeps "one run per delivery" past the Workflow's TTL.
+    let ledger: Box<dyn Ledger> = match &config.ledger_bucket {
+        Some(bucket) => Box::new(S3Ledger::new(aphex::aws::s3_client(&aws), bucket.clone())),
+        None => {
+            tracing::warn!(
+                "no APHEX_LEDGER_BUCKET or APHEX_ARTIFACT_BUCKET: a redelivery after the Workflow's TTL starts a second run"
+            );
+            Box::new(NoLedger)
+        }
+    };
+    // Which pushes start a run: the live WorkflowTemplate's annotations (from aphex-config.yaml),
+    // read through the same cluster access, cached for 30 s; APHEX_* variables override them.
+    let triggers = TemplateTriggers::from_access(ClusterAccess::new(target.clone(), aws.clone()), CACHE_TTL);
+    let state = State {
+        intake,
+        submitter: KubeSubmitter::from_access(ClusterAccess::new(target, aws)),
+        ledger,
+        triggers,
+    };
     let state = &state;
     lambda_runtime::run(service_fn(move |event| handle(state, event))).await
 }

@@ -41,6 +41,13 @@ pub mod keys {
     pub const STACKS: &str = "aphex.dev/stacks";
     /// `app.kubernetes.io/managed-by`.
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// On the template: `pipeline.branches`, a JSON array of globs (`["main","release/*"]`), read by the
+    /// webhook to decide which pushes start a run.
+    pub const TRIGGER_BRANCHES: &str = "aphex.dev/branches";
+    /// On the template: `pipeline.tags`, a JSON array of globs (`[]` when tag pushes start nothing).
+    pub const TRIGGER_TAGS: &str = "aphex.dev/tags";
+    /// On the template: `pipeline.concurrency`, a JSON string (`"queue"` or `"supersede"`).
+    pub const TRIGGER_CONCURRENCY: &str = "aphex.dev/concurrency";
 }
 
 /// An Argo `WorkflowTemplate`.

@@ -94,7 +94,11 @@ pub fn render(plan: &Plan, opts: &RenderOptions) -> Result<WorkflowTemplate, Ren
     labels.insert(keys::MANAGED_BY.into(), "aphex".into());
     labels.insert(keys::CONFIG_SHA256.into(), opts.config_sha256[..32].to_owned());
     labels.insert(keys::GENERATED_FROM_COMMIT.into(), commit.clone());
+    // Lists of strings and a unit enum always serialize.
     let annotations = BTreeMap::from([
+        (keys::TRIGGER_BRANCHES.to_owned(), serde_json::to_string(&plan.branches).unwrap_or_default()),
+        (keys::TRIGGER_TAGS.to_owned(), serde_json::to_string(&plan.tags).unwrap_or_default()),
+        (keys::TRIGGER_CONCURRENCY.to_owned(), serde_json::to_string(&plan.concurrency).unwrap_or_default()),
         (keys::CONFIG_SHA256.to_owned(), opts.config_sha256.clone()),
         (keys::GENERATED_FROM_COMMIT.to_owned(), commit),
         (keys::APHEX_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
@@ -396,10 +400,11 @@ fn stage_template(plan: &Plan, stage: &Stage) -> Template {
     }
 }
 
-/// YAML, as `kubectl apply -f` takes it.
+/// YAML, as `kubectl apply -f` takes it: every string that a YAML 1.1 or 1.2 reader would take for
+/// another type is quoted (see [`crate::yaml_out`]), so it loads to exactly the values of [`to_json`].
 pub fn to_yaml(template: &WorkflowTemplate) -> String {
-    // Plain structs of strings, numbers, maps and lists always serialize.
-    serde_yaml_ng::to_string(template).unwrap_or_default()
+    // Plain structs of strings, integers, maps and lists always serialize.
+    crate::yaml_out::to_string(template).unwrap_or_default()
 }
 
 /// Pretty JSON with a trailing newline.

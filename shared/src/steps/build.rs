@@ -17,7 +17,13 @@ pub async fn ensure_source(ctx: &StepContext) -> Result<(), StepError> {
         return Ok(());
     }
     ctx.say("source", &format!("cloning at {}", ctx.run.commit_sha));
-    source::clone_at(&ctx.run.repo_url, &ctx.run.commit_sha, &ctx.work_dir).await.map_err(StepError::Source)
+    let commit = source::clone_at(&ctx.run.repo_url, &ctx.run.commit_sha, &ctx.work_dir)
+        .await
+        .map_err(StepError::Source)?;
+    if commit != ctx.run.commit_sha {
+        ctx.say("source", &format!("{} is a tag of commit {commit}", ctx.run.commit_sha));
+    }
+    Ok(())
 }
 
 /// Runs the build stage.

@@ -10,20 +10,28 @@ use tokio::process::Command;
 /// Environment variables that may hold a token for HTTPS clones, first one set wins.
 pub const TOKEN_VARS: [&str; 2] = ["APHEX_GIT_TOKEN", "GITHUB_TOKEN"];
 
-/// Clone `repo_url` at `commit_sha` into `dest` (created; must be empty or missing).
-pub async fn clone_at(repo_url: &str, commit_sha: &str, dest: &Path) -> Result<(), String> {
+/// Clone `repo_url` at `commit_sha` into `dest` (created; must be empty or missing) and return the
+/// full id of the commit checked out. `commit_sha` is a full object id: a commit, or an annotated tag
+/// object (what GitHub sends as `after` for a tag push, or what a manual run may be given), which is
+/// peeled to the commit it points to (`git rev-parse <id>^{commit}`). Errors name the git command and
+/// its message (a token is masked), or an object that is no commit (a tag of a tree or a blob).
+pub async fn clone_at(repo_url: &str, commit_sha: &str, dest: &Path) -> Result<String, String> {
     tokio::fs::create_dir_all(dest).await.map_err(|e| format!("{}: {e}", dest.display()))?;
     let token = TOKEN_VARS.iter().find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()));
     git(dest, &["init", "--quiet"], None).await?;
     git(dest, &["remote", "add", "origin", repo_url], None).await?;
     // A fetch by commit id gets exactly that commit, whatever the branch has become since the push.
     git(dest, &["fetch", "--quiet", "--depth", "1", "origin", commit_sha], token.as_deref()).await?;
-    git(dest, &["checkout", "--quiet", "--detach", "FETCH_HEAD"], None).await?;
+    let peeled = format!("{commit_sha}^{{commit}}");
+    let commit = git_output(dest, &["rev-parse", "--verify", "--quiet", &peeled]).await.map_err(|_| {
+        format!("{commit_sha} is neither a commit nor a tag pointing to one: nothing to check out")
+    })?;
+    git(dest, &["checkout", "--quiet", "--detach", &commit], None).await?;
     let head = git_output(dest, &["rev-parse", "HEAD"]).await?;
-    if !head.starts_with(commit_sha) && !commit_sha.starts_with(head.trim()) {
-        return Err(format!("the clone is at {head}, not at the requested commit {commit_sha}"));
+    if head != commit {
+        return Err(format!("the clone is at {head}, not at the requested commit {commit} ({commit_sha})"));
     }
-    Ok(())
+    Ok(head)
 }
 
 /// The commit checked out in `dir` (local runs).
@@ -34,6 +42,12 @@ pub async fn head_commit(dir: &Path) -> Result<String, String> {
 /// The branch checked out in `dir` (local runs); `HEAD` when detached.
 pub async fn head_branch(dir: &Path) -> Result<String, String> {
     git_output(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).await
+}
+
+/// The tags pointing at the commit checked out in `dir` (local runs).
+pub async fn tags_at_head(dir: &Path) -> Result<Vec<String>, String> {
+    let out = git_output(dir, &["tag", "--points-at", "HEAD"]).await?;
+    Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }
 
 async fn git_output(dir: &Path, args: &[&str]) -> Result<String, String> {
@@ -99,7 +113,7 @@ mod tests {
         std::fs::write(o.join("f.txt"), "second").unwrap();
         run(o, &["commit", "-qam", "two"]).await;
         let dest = tempfile::tempdir().unwrap();
-        clone_at(o.to_str().unwrap(), &first, &dest.path().join("w")).await.unwrap();
+        assert_eq!(clone_at(o.to_str().unwrap(), &first, &dest.path().join("w")).await.unwrap(), first);
         assert_eq!(std::fs::read_to_string(dest.path().join("w/f.txt")).unwrap(), "first");
         let err = clone_at(o.to_str().unwrap(), &"0".repeat(40), &dest.path().join("x")).await.unwrap_err();
         assert!(err.contains("git fetch"), "{err}");

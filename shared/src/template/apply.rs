@@ -379,7 +379,7 @@ pub async fn diff_live<S: TemplateStore + ?Sized>(
         let mut doc = clean(doc);
         remove_annotation(&mut doc, keys::TEMPLATE_VERSION);
         remove_annotation(&mut doc, keys::ROLLBACK_OF);
-        serde_yaml_ng::to_string(&doc).unwrap_or_default()
+        crate::yaml_out::to_string(&doc).unwrap_or_default()
     };
     let old = live.as_ref().map(yaml).unwrap_or_default();
     let new = yaml(&rendered.document);

@@ -18,6 +18,10 @@ pub const ENV_TEMPLATE: &str = "APHEX_TEMPLATE";
 pub const ENV_CONCURRENCY: &str = "APHEX_CONCURRENCY";
 pub const ENV_ARGO_URL: &str = "APHEX_ARGO_URL";
 pub const ENV_CLUSTER: &str = "APHEX_CLUSTER";
+/// The bucket of the delivery ledger (see [`super::ledger`]).
+pub const ENV_LEDGER_BUCKET: &str = "APHEX_LEDGER_BUCKET";
+/// The artifact bucket: the ledger's bucket when [`ENV_LEDGER_BUCKET`] is not set.
+pub const ENV_ARTIFACT_BUCKET: &str = "APHEX_ARTIFACT_BUCKET";
 
 /// What happens to a branch's running workflows when a new push to it arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,13 +54,18 @@ impl fmt::Debug for SecretSource {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub secret: SecretSource,
-    pub branches: Vec<String>,
-    pub tags: Vec<String>,
+    /// `APHEX_BRANCHES`, `APHEX_TAGS`, `APHEX_CONCURRENCY`: overrides of the live WorkflowTemplate's
+    /// trigger settings (`pipeline.branches`, `pipeline.tags`, `pipeline.concurrency`), when set.
+    pub branches: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
     pub namespace: String,
     pub template: String,
-    pub concurrency: Concurrency,
+    pub concurrency: Option<Concurrency>,
     pub argo_url: Option<String>,
     pub cluster: Option<String>,
+    /// The delivery ledger's bucket: `APHEX_LEDGER_BUCKET`, else `APHEX_ARTIFACT_BUCKET`, else none
+    /// (then the Workflow-name 409 is the only deduplication).
+    pub ledger_bucket: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -112,8 +121,9 @@ impl WebhookConfig {
             (None, None) => return Err(ConfigError::NoSecret),
         };
         let concurrency = match get(ENV_CONCURRENCY).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("queue") => Concurrency::Queue,
-            Some("supersede") => Concurrency::Supersede,
+            None => None,
+            Some("queue") => Some(Concurrency::Queue),
+            Some("supersede") => Some(Concurrency::Supersede),
             Some(other) => return Err(ConfigError::Concurrency { value: other.to_owned() }),
         };
         let namespace = get(ENV_NAMESPACE).unwrap_or_else(|| "argo".to_owned());
@@ -144,17 +154,33 @@ impl WebhookConfig {
         }
         let config = Self {
             secret,
-            branches: get(ENV_BRANCHES).map(|v| split_globs(&v)).unwrap_or_else(|| vec!["main".to_owned()]),
-            tags: get(ENV_TAGS).map(|v| split_globs(&v)).unwrap_or_default(),
+            branches: get(ENV_BRANCHES).map(|v| split_globs(&v)),
+            tags: get(ENV_TAGS).map(|v| split_globs(&v)),
             namespace,
             template,
             concurrency,
             argo_url,
             cluster: get(ENV_CLUSTER),
+            ledger_bucket: get(ENV_LEDGER_BUCKET)
+                .or_else(|| get(ENV_ARTIFACT_BUCKET))
+                .map(|b| b.trim().to_owned()),
         };
         // Compile the globs now so a typo fails the cold start, not each delivery.
-        super::filter::RefFilter::new(&config.branches, &config.tags)?;
+        let none = Vec::new();
+        super::filter::RefFilter::new(
+            config.branches.as_ref().unwrap_or(&none),
+            config.tags.as_ref().unwrap_or(&none),
+        )?;
         Ok(config)
+    }
+
+    /// The trigger settings the environment sets (each beats the live template's).
+    pub fn overrides(&self) -> super::triggers::TriggerSettings {
+        super::triggers::TriggerSettings {
+            branches: self.branches.clone(),
+            tags: self.tags.clone(),
+            concurrency: self.concurrency,
+        }
     }
 }
 
@@ -197,13 +223,26 @@ mod tests {
     fn defaults() {
         let c = config(&[(ENV_SECRET, "s")]).unwrap();
         assert!(matches!(c.secret, SecretSource::Env(ref s) if s.previous.is_none()));
-        assert_eq!(c.branches, ["main"]);
-        assert!(c.tags.is_empty());
+        // Unset: the live template's settings (or the config's defaults) decide.
+        assert_eq!((c.branches, c.tags, c.concurrency), (None, None, None));
         assert_eq!(c.namespace, "argo");
         assert_eq!(c.template, "aphex-pipeline");
-        assert_eq!(c.concurrency, Concurrency::Queue);
         assert_eq!(c.argo_url, None);
         assert_eq!(c.cluster, None);
+        assert_eq!(c.ledger_bucket, None);
+    }
+
+    #[test]
+    fn ledger_bucket_falls_back_to_the_artifact_bucket() {
+        fn check(vars: &[(&str, &str)], expect: Option<&str>) {
+            let mut all = vec![(ENV_SECRET, "s")];
+            all.extend_from_slice(vars);
+            assert_eq!(config(&all).unwrap().ledger_bucket.as_deref(), expect, "{vars:?}");
+        }
+        check(&[], None);
+        check(&[(ENV_ARTIFACT_BUCKET, "artifacts")], Some("artifacts"));
+        check(&[(ENV_LEDGER_BUCKET, "ledger"), (ENV_ARTIFACT_BUCKET, "artifacts")], Some("ledger"));
+        check(&[(ENV_LEDGER_BUCKET, " "), (ENV_ARTIFACT_BUCKET, "artifacts")], Some("artifacts"));
     }
 
     #[test]
@@ -223,10 +262,10 @@ mod tests {
         assert!(
             matches!(c.secret, SecretSource::SecretsManager { ref arn, previous: Some(_) } if arn.ends_with(":hook"))
         );
-        assert_eq!(c.branches, ["main", "release/*"]);
-        assert_eq!(c.tags, ["v*"]);
+        assert_eq!(c.branches, Some(vec!["main".to_owned(), "release/*".to_owned()]));
+        assert_eq!(c.tags, Some(vec!["v*".to_owned()]));
         assert_eq!((c.namespace.as_str(), c.template.as_str()), ("ci", "payments"));
-        assert_eq!(c.concurrency, Concurrency::Supersede);
+        assert_eq!(c.concurrency, Some(Concurrency::Supersede));
         assert_eq!(c.argo_url.as_deref(), Some("https://argo.example.com"));
         assert_eq!(c.cluster.as_deref(), Some("prod-eks"));
     }

@@ -1,5 +1,11 @@
 //! GitHub webhook events, reduced to the fields AphexPipeline acts on: `ping`, `push`, and the name of
 //! anything else. Unknown fields are skipped, so GitHub adding fields never breaks intake.
+//!
+//! The shapes of a `push` (GitHub's "push" webhook documentation): `after` is the new value of the ref
+//! (all zeros when `deleted`); for an annotated tag it is the id of the *tag object*, and `head_commit`
+//! is the commit that tag points to. `head_commit` is `null` for a deletion, and can be for a ref that
+//! points to something GitHub does not expand; a branch created at an existing commit has no `commits`
+//! but still a `head_commit`. [`Push::commit`] is the commit a run builds.
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -24,10 +30,17 @@ pub struct Push {
     /// The full ref, `refs/heads/<branch>` or `refs/tags/<tag>`.
     #[serde(rename = "ref")]
     pub git_ref: String,
-    /// The commit the ref points to after the push (all zeros for a deletion).
+    /// The object the ref points to after the push: a commit, or the tag object of an annotated tag
+    /// (all zeros for a deletion).
     pub after: String,
     #[serde(default)]
     pub deleted: bool,
+    /// The ref did not exist before the push.
+    #[serde(default)]
+    pub created: bool,
+    /// The push was forced (the old value is not an ancestor of the new one).
+    #[serde(default)]
+    pub forced: bool,
     pub repository: Repository,
     pub pusher: Pusher,
     #[serde(default)]
@@ -45,11 +58,34 @@ pub struct Pusher {
     pub name: String,
 }
 
+/// The commit at the tip of the pushed ref (for an annotated tag: the commit the tag points to).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct HeadCommit {
     pub id: String,
     #[serde(default)]
     pub message: String,
+}
+
+/// The id GitHub sends in `after` for a deletion.
+pub const NULL_OBJECT: &str = "0000000000000000000000000000000000000000";
+
+impl Push {
+    /// The ref was deleted: `deleted`, or `after` is the null object id.
+    pub fn is_deletion(&self) -> bool {
+        self.deleted || self.after.bytes().all(|b| b == b'0')
+    }
+
+    /// The object a run checks out: `head_commit.id` when GitHub sent one (the commit itself, also for
+    /// an annotated tag, whose `after` is the tag object), else `after` (which `clone_at` peels to its
+    /// commit, `git rev-parse <after>^{commit}`).
+    pub fn commit(&self) -> &str {
+        self.head_commit.as_ref().map_or(self.after.as_str(), |c| c.id.as_str())
+    }
+}
+
+/// An id git accepts as a full or abbreviated object name: 7 to 64 hex digits (SHA-1 or SHA-256).
+pub fn is_object_id(s: &str) -> bool {
+    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Why a payload is not a valid event. Only positions and field names are reported: serde's own
@@ -62,8 +98,8 @@ pub enum EventError {
     MissingField { event: String, field: String, line: usize, column: usize },
     #[error("`{event}` payload has a field of the wrong type or value (line {line}, column {column})")]
     Shape { event: String, line: usize, column: usize },
-    #[error("`push` payload has an empty or non-hex `after` commit id")]
-    BadCommit,
+    #[error("`push` payload has an empty or non-hex `{field}` object id (expected 7 to 64 hex digits)")]
+    BadCommit { field: &'static str },
 }
 
 fn event_error(event: &str, e: &serde_json::Error) -> EventError {
@@ -87,12 +123,13 @@ pub fn parse(event: &str, payload: &[u8]) -> Result<Event, EventError> {
         "ping" => serde_json::from_slice(payload).map(Event::Ping).map_err(|e| event_error(event, &e)),
         "push" => {
             let push: Push = serde_json::from_slice(payload).map_err(|e| event_error(event, &e))?;
-            // `after` names the commit the run builds and goes into a label: insist on a git object id.
-            if push.after.is_empty()
-                || push.after.len() > 64
-                || !push.after.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(EventError::BadCommit);
+            // `after` and `head_commit.id` name what the run builds and go into a label and a git
+            // command line: insist on git object ids.
+            if !is_object_id(&push.after) {
+                return Err(EventError::BadCommit { field: "after" });
+            }
+            if push.head_commit.as_ref().is_some_and(|c| !is_object_id(&c.id)) {
+                return Err(EventError::BadCommit { field: "head_commit.id" });
             }
             Ok(Event::Push(Box::new(push)))
         }

@@ -127,7 +127,7 @@ async fn ignored_deliveries_start_nothing() {
         ),
         (
             push("octokit_push_tag_created.json"),
-            "tag `simple-tag`: tag pushes are ignored unless APHEX_TAGS is set",
+            "tag `simple-tag`: tag pushes are ignored unless pipeline.tags lists tag globs",
         ),
         (push("octokit_push_tag_deleted.json"), "refs/tags/simple-tag was deleted"),
         (
@@ -292,4 +292,107 @@ fn base64_event_bodies_verify_like_plain_ones() {
     let b64 = base64::engine::general_purpose::STANDARD.encode(&plain.body);
     let decoded = WebhookRequest::from_event_body(plain.headers.clone(), Some(&b64), true).unwrap();
     assert!(matches!(i.prepare(&decoded).unwrap(), Prepared::Start { .. }));
+}
+
+/// The delivery ledger: a redelivery whose record says `started` is "already started" even when its
+/// Workflow is long gone (Argo's TTL deleted it); a `pending` record left by a crash between the claim
+/// and the create still gets its one Workflow; ledger failures are 500s that start nothing.
+#[tokio::test]
+async fn the_ledger_keeps_one_run_per_delivery_after_the_workflow_is_gone() {
+    let intake = intake(&[("APHEX_BRANCHES", "master")]);
+    let req = push("octokit_push_branch_created_with_commit.json");
+    let name = format!("aphex-{DELIVERY}");
+    let ledger = MemoryLedger::new();
+
+    // First delivery: claimed, created, marked started.
+    let sub = MemorySubmitter::new();
+    let first = intake.handle_with(&req, peers(&sub, &ledger)).await;
+    assert_eq!((first.status, first.body["status"].as_str()), (202, Some("started")), "{}", first.body);
+    let entry = ledger.entry(DELIVERY).unwrap();
+    assert_eq!((entry.state, entry.workflow.as_str()), (EntryState::Started, name.as_str()));
+    assert_eq!(entry.commit, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+    assert_eq!(entry.key(), format!("aphex/webhook-deliveries/aphex-pipeline/{name}.json"));
+
+    // Weeks later the Workflow is gone (a fresh API server): the ledger still answers, and the cluster
+    // is not called at all.
+    let gone = MemorySubmitter::new();
+    gone.fail_with("the cluster must not be called");
+    let again = intake.handle_with(&req, peers(&gone, &ledger)).await;
+    assert_eq!(
+        (again.status, again.body["status"].as_str()),
+        (200, Some("already started")),
+        "{}",
+        again.body
+    );
+    assert_eq!(again.body["workflow"], name.as_str());
+    assert!(gone.created().is_empty());
+}
+
+#[tokio::test]
+async fn a_pending_record_still_gets_its_one_workflow() {
+    let intake = intake(&[("APHEX_BRANCHES", "master")]);
+    let req = push("octokit_push_branch_created_with_commit.json");
+    let name = format!("aphex-{DELIVERY}");
+    let pending = |ledger: &MemoryLedger| {
+        ledger.insert(Entry {
+            delivery: DELIVERY.into(),
+            state: EntryState::Pending,
+            workflow: name.clone(),
+            namespace: "argo".into(),
+            template: "aphex-pipeline".into(),
+            commit: "6113728f27ae82c7b1a177c8d03f9e96e0adf246".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        })
+    };
+
+    // Crash after the claim, before the create: the retry creates the Workflow.
+    let ledger = MemoryLedger::new();
+    pending(&ledger);
+    let sub = MemorySubmitter::new();
+    let retry = intake.handle_with(&req, peers(&sub, &ledger)).await;
+    assert_eq!((retry.status, retry.body["status"].as_str()), (202, Some("started")), "{}", retry.body);
+    assert_eq!(sub.created(), std::slice::from_ref(&name));
+    assert_eq!(ledger.entry(DELIVERY).unwrap().state, EntryState::Started);
+
+    // Crash after the create, before the record: the retry gets the 409, and marks it started.
+    let ledger = MemoryLedger::new();
+    pending(&ledger);
+    let again = intake.handle_with(&req, peers(&sub, &ledger)).await;
+    assert_eq!((again.status, again.body["status"].as_str()), (200, Some("already started")));
+    assert_eq!(sub.created().len(), 1);
+    assert_eq!(ledger.entry(DELIVERY).unwrap().state, EntryState::Started);
+}
+
+#[tokio::test]
+async fn ledger_failures_start_nothing_and_a_failed_create_stays_pending() {
+    let intake = intake(&[("APHEX_BRANCHES", "master")]);
+    let req = push("octokit_push_branch_created_with_commit.json");
+
+    let ledger = MemoryLedger::new();
+    ledger.fail_with(Some("S3 is unreachable"));
+    let sub = MemorySubmitter::new();
+    let resp = intake.handle_with(&req, peers(&sub, &ledger)).await;
+    assert_eq!(resp.status, 500, "{}", resp.body);
+    assert!(!resp.body_text().contains("unreachable"), "details stay in the log: {}", resp.body);
+    assert!(sub.created().is_empty());
+
+    // The cluster fails: the record stays pending, so GitHub's retry creates the Workflow.
+    let ledger = MemoryLedger::new();
+    let down = MemorySubmitter::new();
+    down.fail_with("connection refused");
+    assert_eq!(intake.handle_with(&req, peers(&down, &ledger)).await.status, 500);
+    assert_eq!(ledger.entry(DELIVERY).unwrap().state, EntryState::Pending);
+    let up = MemorySubmitter::new();
+    assert_eq!(intake.handle_with(&req, peers(&up, &ledger)).await.status, 202);
+    assert_eq!(ledger.entry(DELIVERY).unwrap().state, EntryState::Started);
+
+    // Ignored deliveries leave no record.
+    let ledger = MemoryLedger::new();
+    let tag = push("octokit_push_tag_created.json");
+    assert_eq!(intake.handle_with(&tag, peers(&MemorySubmitter::new(), &ledger)).await.status, 200);
+    assert_eq!(ledger.entry(DELIVERY), None);
+}
+
+fn peers<'a>(submitter: &'a MemorySubmitter, ledger: &'a MemoryLedger) -> Peers<'a> {
+    Peers { submitter, ledger, triggers: &NoLiveTriggers }
 }

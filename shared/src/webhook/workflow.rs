@@ -126,13 +126,15 @@ pub fn branch_selector(template: &str, branch: &str) -> String {
     format!("{LABEL_PIPELINE}={},{LABEL_BRANCH}={}", label_value(template), label_value(branch))
 }
 
-/// Builds the Workflow for an accepted push.
+/// Builds the Workflow for an accepted push. Its `commit-sha` is [`Push::commit`]: the commit itself,
+/// also for an annotated tag (whose `after` is the tag object).
 pub fn build(settings: &RunSettings, delivery: &str, push: &Push, target: &Target) -> Workflow {
+    let commit = push.commit();
     let labels = BTreeMap::from([
         (LABEL_PIPELINE.to_owned(), label_value(&settings.template)),
         (LABEL_BRANCH.to_owned(), label_value(&target.name)),
         (LABEL_REF_KIND.to_owned(), target.kind.as_str().to_owned()),
-        (LABEL_COMMIT.to_owned(), label_value(&push.after)),
+        (LABEL_COMMIT.to_owned(), label_value(commit)),
         (LABEL_DELIVERY.to_owned(), label_value(delivery)),
     ]);
     let annotations = BTreeMap::from([
@@ -142,7 +144,7 @@ pub fn build(settings: &RunSettings, delivery: &str, push: &Push, target: &Targe
     ]);
     let parameters = [
         ("repo-url", push.repository.clone_url.as_str()),
-        ("commit-sha", push.after.as_str()),
+        ("commit-sha", commit),
         ("branch", target.name.as_str()),
         ("delivery-id", delivery),
         ("pusher", push.pusher.name.as_str()),
