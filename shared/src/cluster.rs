@@ -148,8 +148,7 @@ impl ClusterAccess {
         let mut cached = self.cached.lock().await;
         if let Some((client, built)) = cached.as_ref() {
             // Kubeconfig and in-cluster clients refresh their own credentials; only EKS tokens age out.
-            if !matches!(self.target, ClusterTarget::Eks { .. }) || built.elapsed() < TOKEN_REFRESH_AFTER
-            {
+            if !matches!(self.target, ClusterTarget::Eks { .. }) || built.elapsed() < TOKEN_REFRESH_AFTER {
                 return Ok(client.clone());
             }
         }

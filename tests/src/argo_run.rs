@@ -26,7 +26,10 @@ pub fn cargo_lambda() -> PathBuf {
 
 /// A free localhost port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// The webhook Lambda under `cargo lambda watch`, stopped (process group) when dropped.
@@ -49,28 +52,44 @@ impl Drop for Webhook {
 impl Webhook {
     /// Starts the webhook as the identity `argo/rbac.yaml` grants it (group `aphex:webhook`), starting runs
     /// of `template` on pushes to `branches`, then waits until it answers a ping.
-    pub async fn start(cluster: &Cluster, template: &str, branches: &str, extra: &[(&str, &str)], log: PathBuf) -> Webhook {
+    pub async fn start(
+        cluster: &Cluster,
+        template: &str,
+        branches: &str,
+        extra: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Webhook {
         use std::os::unix::process::CommandExt as _;
         let root = crate::repo_root();
         let port = free_port();
         let out = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(cargo_lambda());
-        cmd.args(["lambda", "watch", "-p", "webhook", "-A", "127.0.0.1", "-P", &port.to_string(), "--ignore-changes"])
-            .current_dir(&root)
-            // `cargo test` holds the workspace target dir's lock while tests run: build elsewhere (shared
-            // with the other webhook tests).
-            .env("CARGO_TARGET_DIR", root.join("target/lambda-e2e"))
-            .env("KUBECONFIG", cluster.kubeconfig("webhook"))
-            .env("APHEX_WEBHOOK_SECRET", SECRET)
-            .env("APHEX_BRANCHES", branches)
-            .env("APHEX_NAMESPACE", "argo")
-            .env("APHEX_TEMPLATE", template)
-            .env("APHEX_ARGO_URL", "https://argo.example.com")
-            .env_remove("APHEX_WEBHOOK_SECRET_ARN")
-            .env_remove("APHEX_TAGS")
-            .env_remove("APHEX_CLUSTER")
-            .env("RUST_LOG", "info")
-            .env("AWS_REGION", "us-east-1");
+        cmd.args([
+            "lambda",
+            "watch",
+            "-p",
+            "webhook",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--ignore-changes",
+        ])
+        .current_dir(&root)
+        // `cargo test` holds the workspace target dir's lock while tests run: build elsewhere (shared
+        // with the other webhook tests).
+        .env("CARGO_TARGET_DIR", root.join("target/lambda-e2e"))
+        .env("KUBECONFIG", cluster.kubeconfig("webhook"))
+        .env("APHEX_WEBHOOK_SECRET", SECRET)
+        .env("APHEX_BRANCHES", branches)
+        .env("APHEX_NAMESPACE", "argo")
+        .env("APHEX_TEMPLATE", template)
+        .env("APHEX_ARGO_URL", "https://argo.example.com")
+        .env_remove("APHEX_WEBHOOK_SECRET_ARN")
+        .env_remove("APHEX_TAGS")
+        .env_remove("APHEX_CLUSTER")
+        .env("RUST_LOG", "info")
+        .env("AWS_REGION", "us-east-1");
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -101,7 +120,13 @@ impl Webhook {
     }
 
     /// Posts a signed delivery; `(status, JSON body)`.
-    pub async fn post(&self, client: &reqwest::Client, event: &str, delivery: &str, payload: &Value) -> reqwest::Result<(u16, Value)> {
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        event: &str,
+        delivery: &str,
+        payload: &Value,
+    ) -> reqwest::Result<(u16, Value)> {
         let body = serde_json::to_vec(payload).expect("json");
         let signature = aphex::webhook::Secret::new(SECRET).expect("secret").sign(&body);
         let resp = client
@@ -129,7 +154,8 @@ pub fn http_client() -> reqwest::Client {
 /// (from the real payload `octokit_push_branch_created_with_commit.json`).
 pub fn push_payload(clone_url: &str, branch: &str, before: &str, after: &str, message: &str) -> Value {
     let path = crate::fixtures_dir().join("github/octokit_push_branch_created_with_commit.json");
-    let mut push: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let mut push: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
     push["ref"] = format!("refs/heads/{branch}").into();
     push["before"] = before.into();
     push["after"] = after.into();
@@ -149,7 +175,9 @@ pub async fn bootstrap_demo(moto: &crate::moto::Moto, accounts: &[(&str, &str)],
         moto.bootstrap(account, region).await;
     }
     let config = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
     s3.create_bucket().bucket(artifact_bucket).send().await.expect("create the artifact bucket");
 }
 
@@ -274,7 +302,12 @@ pub const STAGING: &str = "  - name: staging
         - STAGE=staging node test/smoke.mjs
 ";
 
-pub fn aphex(cluster: &Cluster, identity: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub fn aphex(
+    cluster: &Cluster,
+    identity: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
     let out = std::process::Command::new(crate::deploy_support::aphex_bin())
         .args(args)
         .current_dir(dir)
@@ -321,8 +354,14 @@ pub async fn push_and_wait(
     let (status, body) = hook.post(&http_client(), "push", delivery, &payload).await.unwrap();
     assert_eq!(status, 202, "{body}\n{}", hook.log_text());
     let name = body["workflow"].as_str().expect("workflow name").to_owned();
-    let wf = crate::cluster::wait_for_phase(client, "argo", &name, &["Succeeded", "Failed", "Error"], Duration::from_secs(900))
-        .await;
+    let wf = crate::cluster::wait_for_phase(
+        client,
+        "argo",
+        &name,
+        &["Succeeded", "Failed", "Error"],
+        Duration::from_secs(900),
+    )
+    .await;
     let wall = started.elapsed();
     let phase = wf.data.pointer("/status/phase").and_then(|p| p.as_str()).unwrap_or("");
     if !expect.contains(&phase) {
@@ -344,4 +383,3 @@ pub async fn push_and_wait(
     eprintln!("run {name} ({message}): {phase}\n{}", timing.table());
     Run { name, wf, timing }
 }
-

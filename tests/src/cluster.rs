@@ -61,7 +61,8 @@ impl Cluster {
     /// A client as `identity`.
     pub async fn client(&self, identity: &str) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig(identity)).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
         kube::Client::try_from(config).expect("client")
     }
 
@@ -104,7 +105,13 @@ pub fn argo_resource(kind: &str) -> ApiResource {
 }
 
 /// Waits until the Workflow's phase is one of `phases`; panics after `timeout` with its nodes.
-pub async fn wait_for_phase(client: &kube::Client, namespace: &str, name: &str, phases: &[&str], timeout: Duration) -> DynamicObject {
+pub async fn wait_for_phase(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    phases: &[&str],
+    timeout: Duration,
+) -> DynamicObject {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &argo_resource("Workflow"));
     let deadline = Instant::now() + timeout;
     loop {

@@ -59,7 +59,8 @@ fn write_app(dir: &std::path::Path, config: &str, stacks: &[GenStack]) {
 }
 
 async fn workflow(client: &kube::Client, name: &str) -> DynamicObject {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "argo", &cluster::argo_resource("Workflow"));
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "argo", &cluster::argo_resource("Workflow"));
     api.get(name).await.expect("workflow")
 }
 
@@ -71,14 +72,24 @@ fn node_phase(wf: &DynamicObject, display: &str) -> String {
     node(wf, display).and_then(|n| n["phase"].as_str()).unwrap_or("").to_owned()
 }
 
-async fn wait_node(client: &kube::Client, wf: &str, display: &str, phases: &[&str], timeout: Duration) -> DynamicObject {
+async fn wait_node(
+    client: &kube::Client,
+    wf: &str,
+    display: &str,
+    phases: &[&str],
+    timeout: Duration,
+) -> DynamicObject {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let w = workflow(client, wf).await;
         if phases.contains(&node_phase(&w, display).as_str()) {
             return w;
         }
-        assert!(std::time::Instant::now() < deadline, "{wf}: {display} not {phases:?}:\n{}", cluster::describe(&w));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{wf}: {display} not {phases:?}:\n{}",
+            cluster::describe(&w)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -106,7 +117,8 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
     let cluster = Cluster::up();
     let client = cluster.client("admin").await;
     let moto = aphex_tests::moto::Moto::start();
-    argo_run::bootstrap_demo(&moto, &[("111111111111", "us-east-1"), ("222222222222", "eu-west-1")], BUCKET).await;
+    argo_run::bootstrap_demo(&moto, &[("111111111111", "us-east-1"), ("222222222222", "eu-west-1")], BUCKET)
+        .await;
     cluster.set_pod_environment("argo", &argo_run::pod_environment(&moto)).await;
     let dir = tempfile::tempdir_in(aphex_tests::repo_root().join("target")).unwrap();
     let src = dir.path().join("src");
@@ -146,11 +158,24 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
 
     // Approval: `argo resume` continues run a through prod.
     argo_ok(cluster, &["resume", "-n", "argo", &a]);
-    let wa = cluster::wait_for_phase(&client, "argo", &a, &["Succeeded", "Failed", "Error"], Duration::from_secs(300)).await;
-    assert_eq!(wa.data.pointer("/status/phase").and_then(|p| p.as_str()), Some("Succeeded"), "{}", cluster::describe(&wa));
+    let wa = cluster::wait_for_phase(
+        &client,
+        "argo",
+        &a,
+        &["Succeeded", "Failed", "Error"],
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(
+        wa.data.pointer("/status/phase").and_then(|p| p.as_str()),
+        Some("Succeeded"),
+        "{}",
+        cluster::describe(&wa)
+    );
     assert_eq!(node_phase(&wa, "deploy-prod"), "Succeeded");
     argo_ok(cluster, &["stop", "-n", "argo", &b]);
-    cluster::wait_for_phase(&client, "argo", &b, &["Failed", "Error", "Succeeded"], Duration::from_secs(120)).await;
+    cluster::wait_for_phase(&client, "argo", &b, &["Failed", "Error", "Succeeded"], Duration::from_secs(120))
+        .await;
 
     // A stack CloudFormation rejects: the Workflow fails at deploy-dev, nothing later starts, and the exit
     // handler records the run.
@@ -159,23 +184,49 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
         "Properties": {"QueueName": "jobs", "FifoQueue": true}}});
     write_app(&origin.work, &config("{name: Base}, {name: Broken}", "true"), &[base[0].clone(), broken]);
     let failed = push(&hook, &origin, "broken stack", &format!("gates-{suffix}-broken")).await;
-    let wf = cluster::wait_for_phase(&client, "argo", &failed, &["Failed", "Error", "Succeeded"], Duration::from_secs(300)).await;
-    assert_eq!(wf.data.pointer("/status/phase").and_then(|p| p.as_str()), Some("Failed"), "{}", cluster::describe(&wf));
+    let wf = cluster::wait_for_phase(
+        &client,
+        "argo",
+        &failed,
+        &["Failed", "Error", "Succeeded"],
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(
+        wf.data.pointer("/status/phase").and_then(|p| p.as_str()),
+        Some("Failed"),
+        "{}",
+        cluster::describe(&wf)
+    );
     assert_eq!(node_phase(&wf, "deploy-dev"), "Failed", "{}", cluster::describe(&wf));
     for later in ["test-dev", "approve-prod", "deploy-prod"] {
-        assert!(["", "Omitted", "Skipped"].contains(&node_phase(&wf, later).as_str()), "{later}: {}", cluster::describe(&wf));
+        assert!(
+            ["", "Omitted", "Skipped"].contains(&node_phase(&wf, later).as_str()),
+            "{later}: {}",
+            cluster::describe(&wf)
+        );
     }
     let message = node(&wf, "deploy-dev").and_then(|n| n["message"].as_str()).unwrap_or("").to_owned();
     assert!(message.contains("Broken"), "the failed node names the stack: {message}");
     assert!(cluster::pod_steps(&wf).contains(&"finalize".to_owned()), "{}", cluster::describe(&wf));
     let finalize = cluster::nodes(&wf).into_iter().find(|(d, t, ..)| d.ends_with(".onExit") && t == "Retry");
-    assert!(finalize.is_some_and(|(_, _, p, _)| p == "Succeeded"), "the exit handler ran: {}", cluster::describe(&wf));
+    assert!(
+        finalize.is_some_and(|(_, _, p, _)| p == "Succeeded"),
+        "the exit handler ran: {}",
+        cluster::describe(&wf)
+    );
     let s3config = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&s3config).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&s3config).force_path_style(true).build(),
+    );
     let record = s3.get_object().bucket(BUCKET).key(format!("runs/{failed}/record.json")).send().await;
     let record = record.expect("the run record of the failed run").body.collect().await.unwrap().into_bytes();
     let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
-    assert_eq!((record["status"].as_str(), record["failedStage"].as_str()), (Some("failed"), Some("deploy-dev")), "{record}");
+    assert_eq!(
+        (record["status"].as_str(), record["failedStage"].as_str()),
+        (Some("failed"), Some("deploy-dev")),
+        "{record}"
+    );
     drop(hook);
 
     // Supersede: a newer push of the branch stops the older run (its running pod is stopped too).
@@ -192,8 +243,20 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
     wait_node(&client, &old, "test-dev", &["Running"], Duration::from_secs(300)).await;
     write_app(&origin.work, &config("{name: Base}", "true"), &base);
     let new = push(&hook, &origin, "newer", &format!("gates-{suffix}-new")).await;
-    let wold = cluster::wait_for_phase(&client, "argo", &old, &["Failed", "Error", "Succeeded"], Duration::from_secs(120)).await;
-    assert_ne!(wold.data.pointer("/status/phase").and_then(|p| p.as_str()), Some("Succeeded"), "{}", cluster::describe(&wold));
+    let wold = cluster::wait_for_phase(
+        &client,
+        "argo",
+        &old,
+        &["Failed", "Error", "Succeeded"],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_ne!(
+        wold.data.pointer("/status/phase").and_then(|p| p.as_str()),
+        Some("Succeeded"),
+        "{}",
+        cluster::describe(&wold)
+    );
     assert!(wold.data.pointer("/spec/shutdown").is_some(), "the older run was shut down");
     wait_node(&client, &new, "approve-prod", &["Running"], Duration::from_secs(300)).await;
     argo_ok(cluster, &["stop", "-n", "argo", &new]);

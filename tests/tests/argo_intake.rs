@@ -26,7 +26,13 @@ async fn webhook_creates_exactly_one_workflow_per_delivery_in_the_real_api_serve
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let url = "file:///nonexistent/intake.git";
     let push = |i: usize| {
-        argo_run::push_payload(url, "main", &"0".repeat(40), &format!("{i:040x}"), &format!("intake {run} {i}"))
+        argo_run::push_payload(
+            url,
+            "main",
+            &"0".repeat(40),
+            &format!("{:040x}", i + 1),
+            &format!("intake {run} {i}"),
+        )
     };
 
     // The webhook's identity may create Workflows but not, say, read Secrets: it is not an admin.
@@ -47,7 +53,8 @@ async fn webhook_creates_exactly_one_workflow_per_delivery_in_the_real_api_serve
     // Five concurrent posts of one delivery: one Workflow.
     let delivery = format!("intake-{run}-five");
     let payload = push(1);
-    let answers = futures::future::join_all((0..5).map(|_| hook.post(&client, "push", &delivery, &payload))).await;
+    let answers =
+        futures::future::join_all((0..5).map(|_| hook.post(&client, "push", &delivery, &payload))).await;
     let mut statuses: Vec<u16> = answers.into_iter().map(|a| a.unwrap().0).collect();
     statuses.sort();
     assert_eq!(statuses, [200, 200, 200, 200, 202]);
@@ -93,8 +100,12 @@ async fn webhook_creates_exactly_one_workflow_per_delivery_in_the_real_api_serve
     let distinct: std::collections::BTreeSet<&str> =
         ours.iter().filter_map(|w| w.metadata.name.as_deref()).collect();
     assert_eq!(distinct.len(), 102);
-    let sample = ours.iter().find(|w| w.metadata.name.as_deref() == Some(&format!("aphex-intake-{run}-007"))).unwrap();
-    assert_eq!(sample.data.pointer("/spec/workflowTemplateRef/name").and_then(|v| v.as_str()), Some(TEMPLATE));
+    let sample =
+        ours.iter().find(|w| w.metadata.name.as_deref() == Some(&format!("aphex-intake-{run}-007"))).unwrap();
+    assert_eq!(
+        sample.data.pointer("/spec/workflowTemplateRef/name").and_then(|v| v.as_str()),
+        Some(TEMPLATE)
+    );
 
     // Clean up (the Workflows failed on the missing template; nothing ran).
     for w in ours {

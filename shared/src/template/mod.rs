@@ -123,7 +123,9 @@ pub async fn cluster_access_from_env() -> Result<crate::cluster::ClusterAccess, 
     let target = ClusterTarget::from_env()?;
     let sdk = match target {
         ClusterTarget::Eks { .. } => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-        ClusterTarget::Kubeconfig { .. } | ClusterTarget::InCluster => aws_types::SdkConfig::builder().build(),
+        ClusterTarget::Kubeconfig { .. } | ClusterTarget::InCluster => {
+            aws_types::SdkConfig::builder().build()
+        }
     };
     Ok(ClusterAccess::new(target, sdk))
 }

@@ -7,7 +7,9 @@
 //! Argo overhead (the Workflow's wall time minus its steps' own time).
 
 use anyhow::{Context as _, bail};
-use aphex_tests::argo_run::{self, BUCKET, PIPELINE, STAGING, Webhook, aphex, demo_config, push_and_wait, template_tasks};
+use aphex_tests::argo_run::{
+    self, BUCKET, PIPELINE, STAGING, Webhook, aphex, demo_config, push_and_wait, template_tasks,
+};
 use aphex_tests::cluster::{Cluster, Origin};
 
 fn main() -> anyhow::Result<()> {
@@ -39,15 +41,29 @@ async fn run() -> anyhow::Result<()> {
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     eprintln!("==> run 1: push the demo app");
-    let run1 = push_and_wait(cluster, &client, &hook, &origin, "demo", &format!("demo-{suffix}-1"), &["Succeeded"]).await;
-    eprintln!("==> run 2: push a config that adds the environment staging (the pipeline pod applies the new template)");
+    let run1 =
+        push_and_wait(cluster, &client, &hook, &origin, "demo", &format!("demo-{suffix}-1"), &["Succeeded"])
+            .await;
+    eprintln!(
+        "==> run 2: push a config that adds the environment staging (the pipeline pod applies the new template)"
+    );
     argo_run::write(&origin.work.join("aphex-config.yaml"), &demo_config(STAGING));
-    let run2 =
-        push_and_wait(cluster, &client, &hook, &origin, "add staging", &format!("demo-{suffix}-2"), &["Succeeded"]).await;
+    let run2 = push_and_wait(
+        cluster,
+        &client,
+        &hook,
+        &origin,
+        "add staging",
+        &format!("demo-{suffix}-2"),
+        &["Succeeded"],
+    )
+    .await;
     let live = argo_run::live_template(&client).await;
     eprintln!("    the live template's stages now: {}", template_tasks(&live).join(" -> "));
     eprintln!("==> run 3: the new shape");
-    let run3 = push_and_wait(cluster, &client, &hook, &origin, "run 3", &format!("demo-{suffix}-3"), &["Succeeded"]).await;
+    let run3 =
+        push_and_wait(cluster, &client, &hook, &origin, "run 3", &format!("demo-{suffix}-3"), &["Succeeded"])
+            .await;
     println!("\nAphexPipeline demo on Argo Workflows (real controller and API server; stand-in node):");
     for (label, run) in [("run 1", &run1), ("run 2 (adds staging)", &run2), ("run 3 (new shape)", &run3)] {
         println!("  {label}: {}\n{}", run.name, run.timing.table());

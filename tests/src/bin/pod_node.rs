@@ -40,7 +40,8 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)?;
         let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await?;
         let client = kube::Client::try_from(config)?;
         std::fs::create_dir_all(&args.state_dir).context("--state-dir")?;
         let exec_helper = args.state_dir.join(".aphex-pod-node-exec");

@@ -110,10 +110,11 @@ impl PodNode {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let stream = watcher(pods, watcher::Config::default());
         futures::pin_mut!(stream);
-        while let Some(event) = stream.try_next().await.map_err(|e| NodeError::Pod {
-            pod: "*".into(),
-            reason: format!("pod watch failed: {e}"),
-        })? {
+        while let Some(event) = stream
+            .try_next()
+            .await
+            .map_err(|e| NodeError::Pod { pod: "*".into(), reason: format!("pod watch failed: {e}") })?
+        {
             match event {
                 watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
                     let node = self.clone();
@@ -176,7 +177,10 @@ impl PodNode {
             // Confirm the deletion as a kubelet does once the containers are gone; finalizers stay the
             // API server's business (it deletes when the last one is removed).
             if node_name.as_deref() == Some(NODE_NAME) || node_name.is_none() {
-                match pods.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await {
+                match pods
+                    .delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                    .await
+                {
                     Ok(_) | Err(kube::Error::Api(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -191,7 +195,12 @@ impl PodNode {
                     "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME}
                 });
                 match pods
-                    .create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding)
+                    .create_subresource::<_, serde_json::Value>(
+                        "binding",
+                        &name,
+                        &PostParams::default(),
+                        &binding,
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -209,19 +218,14 @@ impl PodNode {
                 let workflow = labels.get("workflows.argoproj.io/workflow").cloned();
                 let on_exit = labels.contains_key("workflows.argoproj.io/on-exit");
                 let running = self.running.clone();
-                let result = run::run_pod(
-                    &self.client,
-                    &self.settings,
-                    &pod,
-                    |pgid| {
-                        let running = running.clone();
-                        let namespace = namespace.clone();
-                        let uid = uid.clone();
-                        async move {
-                            running.lock().await.insert(uid, RunningPod { pgid, namespace, workflow, on_exit });
-                        }
-                    },
-                )
+                let result = run::run_pod(&self.client, &self.settings, &pod, |pgid| {
+                    let running = running.clone();
+                    let namespace = namespace.clone();
+                    let uid = uid.clone();
+                    async move {
+                        running.lock().await.insert(uid, RunningPod { pgid, namespace, workflow, on_exit });
+                    }
+                })
                 .await;
                 self.running.lock().await.remove(&uid);
                 if let Err(e) = &result {
@@ -278,7 +282,9 @@ impl PodNode {
                 .collect();
             for uid in doomed {
                 if let Some(pod) = running.remove(&uid) {
-                    eprintln!("[pod-node] workflow {namespace}/{name} shut down ({strategy}): stopping a pod");
+                    eprintln!(
+                        "[pod-node] workflow {namespace}/{name} shut down ({strategy}): stopping a pod"
+                    );
                     run::signal_group(pod.pgid, false);
                 }
             }
@@ -289,10 +295,7 @@ impl PodNode {
 /// Pods bound to this node (for tests that look at what ran).
 pub async fn bound_pods(client: &kube::Client, namespace: &str) -> Result<Vec<Pod>, kube::Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    Ok(pods
-        .list(&ListParams::default().fields(&format!("spec.nodeName={NODE_NAME}")))
-        .await?
-        .items)
+    Ok(pods.list(&ListParams::default().fields(&format!("spec.nodeName={NODE_NAME}"))).await?.items)
 }
 
 pub(crate) fn now_rfc3339() -> String {

@@ -14,7 +14,10 @@ use super::{NodeError, NodeSettings};
 
 /// `argoproj.io/v1alpha1` Workflow.
 pub fn workflow_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"), "workflows")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"),
+        "workflows",
+    )
 }
 
 fn task_result_resource() -> ApiResource {
@@ -75,16 +78,20 @@ impl Executor {
     pub async fn initialize(&self) -> Result<(), kube::Error> {
         let mut result = DynamicObject::new(&self.node_id, &task_result_resource());
         result.metadata.labels = Some(
-            [(LABEL_WORKFLOW.to_owned(), self.workflow.clone()), (LABEL_COMPLETED.to_owned(), "false".to_owned())]
-                .into(),
+            [
+                (LABEL_WORKFLOW.to_owned(), self.workflow.clone()),
+                (LABEL_COMPLETED.to_owned(), "false".to_owned()),
+            ]
+            .into(),
         );
-        result.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "argoproj.io/v1alpha1".into(),
-            kind: "Workflow".into(),
-            name: self.workflow.clone(),
-            uid: self.workflow_uid.clone(),
-            ..Default::default()
-        }]);
+        result.metadata.owner_references =
+            Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "argoproj.io/v1alpha1".into(),
+                kind: "Workflow".into(),
+                name: self.workflow.clone(),
+                uid: self.workflow_uid.clone(),
+                ..Default::default()
+            }]);
         match self.api.create(&PostParams::default(), &result).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
@@ -105,7 +112,9 @@ impl Executor {
                 let value = std::fs::read_to_string(read_path(&path))
                     .ok()
                     .map(|v| v.strip_suffix('\n').map(str::to_owned).unwrap_or(v))
-                    .or_else(|| param.pointer("/valueFrom/default").and_then(|d| d.as_str()).map(str::to_owned));
+                    .or_else(|| {
+                        param.pointer("/valueFrom/default").and_then(|d| d.as_str()).map(str::to_owned)
+                    });
                 if let Some(value) = value {
                     param["value"] = serde_json::Value::String(value);
                 }
@@ -167,8 +176,17 @@ fn image_of(pod: &Pod, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn terminated(name: &str, image: &str, code: i32, reason: &str, started: &str, finished: &str, message: Option<&str>) -> serde_json::Value {
-    let mut t = serde_json::json!({"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished});
+fn terminated(
+    name: &str,
+    image: &str,
+    code: i32,
+    reason: &str,
+    started: &str,
+    finished: &str,
+    message: Option<&str>,
+) -> serde_json::Value {
+    let mut t =
+        serde_json::json!({"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished});
     if let Some(m) = message {
         t["message"] = serde_json::Value::String(m.to_owned());
     }
@@ -179,8 +197,10 @@ fn terminated(name: &str, image: &str, code: i32, reason: &str, started: &str, f
 /// Pod `Running`: init containers done, the others running.
 pub async fn set_running(pods: &Api<Pod>, name: &str, pod: &Pod, started: &str) -> Result<(), kube::Error> {
     let (init, main) = container_names(pod);
-    let init_statuses: Vec<_> =
-        init.iter().map(|n| terminated(n, &image_of(pod, n), 0, "Completed", started, started, None)).collect();
+    let init_statuses: Vec<_> = init
+        .iter()
+        .map(|n| terminated(n, &image_of(pod, n), 0, "Completed", started, started, None))
+        .collect();
     let statuses: Vec<_> = main
         .iter()
         .map(|n| {
@@ -238,7 +258,8 @@ pub async fn set_terminated(
 
 /// A pod that could not start: `Failed` with the reason.
 pub async fn fail_pod(pods: &Api<Pod>, name: &str, reason: &str) -> Result<(), kube::Error> {
-    let status = serde_json::json!({"status": {"phase": "Failed", "reason": "StartError", "message": reason}});
+    let status =
+        serde_json::json!({"status": {"phase": "Failed", "reason": "StartError", "message": reason}});
     pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
     Ok(())
 }

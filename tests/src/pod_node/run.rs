@@ -59,7 +59,8 @@ where
     // workflow's name on the second): the task result exists, not yet complete, before main runs.
     let mut executor_env = BTreeMap::new();
     for name in ["init", "wait"] {
-        let container = spec.init_containers.iter().flatten().chain(spec.containers.iter()).find(|c| c.name == name);
+        let container =
+            spec.init_containers.iter().flatten().chain(spec.containers.iter()).find(|c| c.name == name);
         if let Some(c) = container {
             executor_env.extend(pod_environment(client, settings, pod, c).await?);
         }
@@ -71,7 +72,8 @@ where
 
     let argv = main_command(main).ok_or_else(|| pod_err("the main container has no command".into()))?;
     let log_path = dir.join("main.log");
-    let log = std::fs::File::create(&log_path).map_err(|source| NodeError::Io { path: log_path.clone(), source })?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|source| NodeError::Io { path: log_path.clone(), source })?;
     let mut binds = vec![(tmp.clone(), PathBuf::from("/tmp"))];
     if mounts_token {
         binds.push((sa_dir.clone(), PathBuf::from(SA_MOUNT)));
@@ -107,7 +109,9 @@ where
     });
     let _ = std::fs::remove_file(dir.join("pid"));
     // The process's own time, in ms (container statuses only have seconds): for overhead figures.
-    let epoch_ms = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let epoch_ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    };
     let timing = serde_json::json!({"startedMs": epoch_ms(spawned), "finishedMs": epoch_ms(std::time::SystemTime::now()),
         "exitCode": exit_code, "argv": argv});
     write(&dir.join("timing.json"), timing.to_string().as_bytes())?;
@@ -165,9 +169,8 @@ async fn request_token(
         "spec": {"expirationSeconds": 3607,
                  "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": pod_uid}}
     });
-    let answer: serde_json::Value = api
-        .create_subresource("token", service_account, &PostParams::default(), &request)
-        .await?;
+    let answer: serde_json::Value =
+        api.create_subresource("token", service_account, &PostParams::default(), &request).await?;
     Ok(answer.pointer("/status/token").and_then(|t| t.as_str()).unwrap_or_default().to_owned())
 }
 
@@ -244,7 +247,9 @@ async fn env_value(
     }
     if let Some(r) = &from.secret_key_ref {
         let s = secrets.get_opt(&r.name).await.map_err(|e| e.to_string())?;
-        let v = s.and_then(|s| s.data).and_then(|d| d.get(&r.key).map(|b| String::from_utf8_lossy(&b.0).into_owned()));
+        let v = s
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(&r.key).map(|b| String::from_utf8_lossy(&b.0).into_owned()));
         return match (v, r.optional) {
             (Some(v), _) => Ok(Some(v)),
             (None, Some(true)) => Ok(None),
@@ -291,7 +296,9 @@ pub fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
         if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
             rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(').and_then(|a| a.find(')').map(|end| (&a[..end], &a[end + 1..]))) {
+        } else if let Some(inner) =
+            after.strip_prefix('(').and_then(|a| a.find(')').map(|end| (&a[..end], &a[end + 1..])))
+        {
             match env.get(inner.0) {
                 Some(v) => out.push_str(v),
                 None => {
@@ -401,7 +408,10 @@ mod tests {
     #[test]
     fn paths_map_through_the_binds() {
         let binds = vec![(PathBuf::from("/state/p/tmp"), PathBuf::from("/tmp"))];
-        assert_eq!(map_path("/tmp/aphex/outputs.json", &binds), PathBuf::from("/state/p/tmp/aphex/outputs.json"));
+        assert_eq!(
+            map_path("/tmp/aphex/outputs.json", &binds),
+            PathBuf::from("/state/p/tmp/aphex/outputs.json")
+        );
         assert_eq!(map_path("/etc/x", &binds), PathBuf::from("/etc/x"));
     }
 }
