@@ -308,14 +308,13 @@ pub fn aphex(
     dir: &std::path::Path,
     args: &[&str],
 ) -> std::process::Output {
-    let out = std::process::Command::new(crate::deploy_support::aphex_bin())
+    std::process::Command::new(crate::deploy_support::aphex_bin())
         .args(args)
         .current_dir(dir)
         .env("KUBECONFIG", cluster.kubeconfig(identity))
         .env_remove("APHEX_CLUSTER")
         .output()
-        .expect("run aphex");
-    out
+        .expect("run aphex")
 }
 
 pub async fn live_template(client: &kube::Client) -> DynamicObject {

@@ -147,10 +147,8 @@ fn pem_to_der(pem: &[u8]) -> Vec<Vec<u8>> {
         if line.starts_with("-----BEGIN") {
             body = Some(String::new());
         } else if line.starts_with("-----END") {
-            if let Some(b) = body.take() {
-                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b) {
-                    certs.push(der);
-                }
+            if let Some(Ok(der)) = body.take().map(|b| base64::engine::general_purpose::STANDARD.decode(b)) {
+                certs.push(der);
             }
         } else if let Some(b) = body.as_mut() {
             b.push_str(line);

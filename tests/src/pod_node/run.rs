@@ -204,16 +204,16 @@ async fn pod_environment(
     }
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            if let Some(cm) = configmaps.get_opt(&r.name).await? {
-                env.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
-            }
+        if let Some(r) = &from.config_map_ref
+            && let Some(cm) = configmaps.get_opt(&r.name).await?
+        {
+            env.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
         }
-        if let Some(r) = &from.secret_ref {
-            if let Some(s) = secrets.get_opt(&r.name).await? {
-                for (k, v) in s.data.unwrap_or_default() {
-                    env.insert(format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned());
-                }
+        if let Some(r) = &from.secret_ref
+            && let Some(s) = secrets.get_opt(&r.name).await?
+        {
+            for (k, v) in s.data.unwrap_or_default() {
+                env.insert(format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned());
             }
         }
     }
