@@ -248,8 +248,10 @@ pub enum Approval {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackRef {
-    /// The stack's name in the cloud assembly: its stack name, display name, or a stage path pattern
-    /// such as `Prod/*`.
+    /// The stack's name in the cloud assembly: its stack name, its display name (the construct path
+    /// `cdk ls` prints, e.g. `Outer/Inner/Api` for a stack in Stage `Inner` in Stage `Outer`), or a
+    /// pattern matched against display names as the CDK CLI does: `*` within one path segment
+    /// (`Prod/*`), `**` across segments (`Prod/**`).
     #[schemars(example = &"MyAppStack", length(min = 1, max = 256), regex(pattern = STACK_NAME_PATTERN))]
     pub name: String,
 
