@@ -69,10 +69,12 @@ pub struct StackProperties {
     pub template_file: String,
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// None when the app sets no stack tags (the manifest has no `tags`).
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// None when the app sets no notification ARNs.
     #[serde(default)]
-    pub notification_arns: Vec<String>,
+    pub notification_arns: Option<Vec<String>>,
     #[serde(default)]
     pub stack_name: Option<String>,
     #[serde(default)]

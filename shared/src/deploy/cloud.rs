@@ -64,19 +64,52 @@ pub struct DeployedStack {
     pub parameters: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     pub termination_protection: bool,
+    /// SNS topics the stack notifies, whoever attached them.
+    pub notification_arns: Vec<String>,
+    /// The execution role CloudFormation uses for the stack, if it has one.
+    pub role_arn: Option<String>,
 }
 
-/// What to create or update.
+/// The value a deploy gives one template parameter.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ParameterValue {
+    /// This value. A `secret` one (a NoEcho parameter, a value read from Secrets Manager or an SSM
+    /// SecureString) never appears in Debug output, logs or reports.
+    Value { value: String, secret: bool },
+    /// CloudFormation's `UsePreviousValue`: the value the deployed stack has.
+    Previous,
+}
+
+impl ParameterValue {
+    /// A plain value.
+    pub fn plain(value: impl Into<String>) -> Self {
+        ParameterValue::Value { value: value.into(), secret: false }
+    }
+}
+
+impl std::fmt::Debug for ParameterValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParameterValue::Value { secret: true, .. } => f.write_str("****"),
+            ParameterValue::Value { value, .. } => write!(f, "{value:?}"),
+            ParameterValue::Previous => f.write_str("(previous value)"),
+        }
+    }
+}
+
+/// What to create or update. A setting that is None is not sent, so CloudFormation keeps what the
+/// stack has.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StackInput {
     pub stack_name: String,
     pub template_body: Option<String>,
     pub template_url: Option<String>,
-    pub parameters: BTreeMap<String, String>,
-    pub tags: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, ParameterValue>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// The execution role (`RoleARN`).
     pub role_arn: Option<String>,
-    pub notification_arns: Vec<String>,
-    pub termination_protection: bool,
+    pub notification_arns: Option<Vec<String>>,
+    pub termination_protection: Option<bool>,
 }
 
 /// The outcome of an UpdateStack call.
@@ -273,13 +306,20 @@ fn parameters(input: &StackInput) -> Option<Vec<Parameter>> {
         input
             .parameters
             .iter()
-            .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+            .map(|(k, v)| match v {
+                ParameterValue::Value { value, .. } => {
+                    Parameter::builder().parameter_key(k).parameter_value(value).build()
+                }
+                ParameterValue::Previous => {
+                    Parameter::builder().parameter_key(k).use_previous_value(true).build()
+                }
+            })
             .collect(),
     )
 }
 
 fn tags(input: &StackInput) -> Option<Vec<Tag>> {
-    Some(input.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect())
+    input.tags.as_ref().map(|t| t.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect())
 }
 
 /// True for CloudFormation's "nothing to do" answers.
@@ -330,6 +370,8 @@ impl StackDeployer for SdkStackDeployer {
                 .filter_map(|t| Some((t.key?, t.value?)))
                 .collect(),
             termination_protection: stack.enable_termination_protection.unwrap_or(false),
+            notification_arns: stack.notification_arns.unwrap_or_default(),
+            role_arn: stack.role_arn,
         }))
     }
 
@@ -354,9 +396,9 @@ impl StackDeployer for SdkStackDeployer {
             .set_parameters(parameters(input))
             .set_tags(tags(input))
             .set_role_arn(input.role_arn.clone())
-            .set_notification_arns(Some(input.notification_arns.clone()))
+            .set_notification_arns(input.notification_arns.clone())
             .set_capabilities(Some(CAPABILITIES.to_vec()))
-            .enable_termination_protection(input.termination_protection)
+            .set_enable_termination_protection(input.termination_protection)
             .on_failure(aws_sdk_cloudformation::types::OnFailure::Rollback)
             .send()
             .await
@@ -374,7 +416,7 @@ impl StackDeployer for SdkStackDeployer {
             .set_parameters(parameters(input))
             .set_tags(tags(input))
             .set_role_arn(input.role_arn.clone())
-            .set_notification_arns(Some(input.notification_arns.clone()))
+            .set_notification_arns(input.notification_arns.clone())
             .set_capabilities(Some(CAPABILITIES.to_vec()))
             .send()
             .await;
@@ -422,7 +464,7 @@ impl StackDeployer for SdkStackDeployer {
             .set_parameters(parameters(input))
             .set_tags(tags(input))
             .set_role_arn(input.role_arn.clone())
-            .set_notification_arns(Some(input.notification_arns.clone()))
+            .set_notification_arns(input.notification_arns.clone())
             .set_capabilities(Some(CAPABILITIES.to_vec()))
             .on_stack_failure(OnStackFailure::Rollback)
             .send()

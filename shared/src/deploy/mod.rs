@@ -9,7 +9,6 @@ mod settings;
 mod stack;
 mod wait;
 
-use settings::*;
 use stack::*;
 use wait::*;
 
@@ -28,10 +27,11 @@ use crate::config::{Config, Environment};
 use crate::synth::{SynthError, SynthOptions};
 
 pub use cloud::{
-    AssetStore, ChangeSetInfo, ChangeSetKind, Cloud, CloudError, DeployedStack, ResourceChange, SdkCloud,
-    StackDeployer, StackEvent, StackInput, UpdateStarted,
+    AssetStore, ChangeSetInfo, ChangeSetKind, Cloud, CloudError, DeployedStack, ParameterValue,
+    ResourceChange, SdkCloud, StackDeployer, StackEvent, StackInput, UpdateStarted,
 };
 pub use select::{PlannedStack, SelectError};
+pub use settings::{Change, TemplateParameter, settings_change, template_change, template_parameters};
 
 /// CloudFormation's limit for an inline TemplateBody; bigger templates go through S3.
 pub const MAX_TEMPLATE_BODY: usize = 51_200;

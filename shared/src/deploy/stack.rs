@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::settings::STABLE_OK;
 use super::*;
 /// A failure inside one stack's deploy (boxed parts keep `Result`s small).
 pub(super) struct StackFailure {
@@ -113,9 +114,46 @@ pub(super) async fn deploy_stack(ctx: &Ctx, stack: &Stack, seen: Option<Seen>) -
     }
 }
 
-/// Whether the stack is deployed, stable, and has this template, parameters, tags and termination
-/// protection (then its outputs are the deploy's result, with no write), with one DescribeStacks and,
-/// only when everything else matches, one GetTemplate.
+/// A stack's template, read and parsed.
+pub(super) struct Template {
+    pub(super) text: String,
+    pub(super) json: serde_json::Value,
+    pub(super) parameters: BTreeMap<String, TemplateParameter>,
+}
+
+pub(super) fn read_template(stack: &Stack) -> Result<Template, StackFailure> {
+    let text = std::fs::read_to_string(&stack.template_path).map_err(|e| {
+        fail(format!(
+            "cannot read template {} of stack {}: {e}",
+            stack.template_path.display(),
+            stack.display_name
+        ))
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("template {} is not valid JSON: {e}", stack.template_path.display())))?;
+    let parameters = template_parameters(&json);
+    Ok(Template { text, json, parameters })
+}
+
+/// Everything this deploy gives the stack but its template: the settings the app sets in the
+/// manifest (None when it sets none: not sent, not compared), the execution role, the parameters.
+pub(super) fn stack_input(stack: &Stack, target: &Target) -> StackInput {
+    let p = &stack.properties;
+    StackInput {
+        stack_name: stack.stack_name.clone(),
+        template_body: None,
+        template_url: None,
+        parameters: p.parameters.iter().map(|(k, v)| (k.clone(), ParameterValue::plain(v))).collect(),
+        tags: p.tags.clone(),
+        role_arn: target.exec_role.clone(),
+        notification_arns: p.notification_arns.clone(),
+        termination_protection: p.termination_protection,
+    }
+}
+
+/// Whether the stack is deployed, stable, and has this template and every stack-level setting
+/// (then its outputs are the deploy's result, with no write), with one DescribeStacks and, only when
+/// everything else matches, one GetTemplate.
 pub(super) async fn precheck(ctx: &Ctx, stack: &Stack) -> Result<Precheck, StackFailure> {
     let at = Instant::now();
     let changed = |deployed, compared| Ok(Precheck::Changed(Seen { deployed, compared, at }));
@@ -126,32 +164,19 @@ pub(super) async fn precheck(ctx: &Ctx, stack: &Stack) -> Result<Precheck, Stack
     let target = resolve_target(&ctx.env, stack)?;
     let cf = ctx.cloud.deployer(target.deploy_role.as_deref(), &target.region).await?;
     let Some(d) = cf.describe_stack(&stack.stack_name).await? else { return changed(None, false) };
-    if !STABLE_OK.contains(&d.status.as_str())
-        || d.termination_protection != stack.properties.termination_protection.unwrap_or(false)
-    {
-        return changed(Some(d), false);
-    }
-    let text = std::fs::read_to_string(&stack.template_path).map_err(|e| fail(e.to_string()))?;
-    let template: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-    let input = StackInput {
-        stack_name: stack.stack_name.clone(),
-        parameters: stack.properties.parameters.clone(),
-        tags: stack.properties.tags.clone(),
-        ..Default::default()
-    };
-    if !same_settings(&d, &template, &input) {
-        return changed(Some(d), true);
+    let template = read_template(stack)?;
+    let input = stack_input(stack, &target);
+    if let Some(change) = settings_change(&d, &template.parameters, &input) {
+        tracing::debug!(stack = %stack.display_name, %change, "needs a deploy");
+        let compared = !matches!(change, Change::Status(_));
+        return changed(Some(d), compared);
     }
     let body = cf.template_body(&stack.stack_name).await?;
-    if same_template(&body, &template, &input) {
-        Ok(Precheck::Unchanged(d.outputs))
-    } else {
-        changed(Some(d), true)
+    match template_change(&body, &template.json) {
+        None => Ok(Precheck::Unchanged(d.outputs)),
+        Some(_) => changed(Some(d), true),
     }
 }
-
-pub(super) const STABLE_OK: [&str; 4] =
-    ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"];
 
 pub(super) async fn deploy_stack_inner(
     ctx: &Ctx,
@@ -182,26 +207,9 @@ pub(super) async fn deploy_stack_inner(
         check_bootstrap(ctx, &target, stack, required, &param).await?;
     }
 
-    let template_text = std::fs::read_to_string(&stack.template_path).map_err(|e| {
-        fail(format!(
-            "cannot read template {} of stack {}: {e}",
-            stack.template_path.display(),
-            stack.display_name
-        ))
-    })?;
-    let template: serde_json::Value = serde_json::from_str(&template_text)
-        .map_err(|e| fail(format!("template {} is not valid JSON: {e}", stack.template_path.display())))?;
-
-    let mut input = StackInput {
-        stack_name: stack.stack_name.clone(),
-        template_body: None,
-        template_url: None,
-        parameters: stack.properties.parameters.clone(),
-        tags: stack.properties.tags.clone(),
-        role_arn: target.exec_role.clone(),
-        notification_arns: stack.properties.notification_arns.clone(),
-        termination_protection: stack.properties.termination_protection.unwrap_or(false),
-    };
+    let template = read_template(stack)?;
+    let template_text = &template.text;
+    let mut input = stack_input(stack, &target);
 
     // A description the up-front check just made stands in for DescribeStacks (and its template
     // comparison for GetTemplate); a stack that starts later is described again.
@@ -235,13 +243,22 @@ pub(super) async fn deploy_stack_inner(
         && STABLE_OK.contains(&d.status.as_str())
         && !compared
     {
-        let body = cf.template_body(&stack.stack_name).await?;
-        if unchanged(d, &body, &template, &input) {
-            if d.termination_protection != input.termination_protection && !ctx.options.dry_run {
-                cf.set_termination_protection(&stack.stack_name, input.termination_protection).await?;
-            }
-            return Ok((StackOutcome::Unchanged, d.outputs.clone()));
+        let change = match settings_change(d, &template.parameters, &input) {
+            Some(change) => Some(change),
+            None => template_change(&cf.template_body(&stack.stack_name).await?, &template.json),
+        };
+        match change {
+            None => return Ok((StackOutcome::Unchanged, d.outputs.clone())),
+            Some(change) => tracing::debug!(stack = %stack.display_name, %change, "needs a deploy"),
         }
+    }
+    // Termination protection is its own call (UpdateStack and change sets do not carry it); set it
+    // first, as the CDK CLI does, so it holds even when CloudFormation finds nothing else to change.
+    if let (Some(d), Some(wanted)) = (&deployed, input.termination_protection)
+        && d.termination_protection != wanted
+        && !ctx.options.dry_run
+    {
+        cf.set_termination_protection(&stack.stack_name, wanted).await?;
     }
 
     let template_by_url = template_text.len() > MAX_TEMPLATE_BODY
@@ -269,10 +286,10 @@ pub(super) async fn deploy_stack_inner(
                     template_text.len()
                 )));
             }
-            None => input.template_body = Some(template_text.clone()),
+            None => input.template_body = Some(template_text.to_owned()),
         }
     } else {
-        input.template_body = Some(template_text.clone());
+        input.template_body = Some(template_text.to_owned());
     }
 
     let exists = deployed.is_some();
@@ -332,8 +349,12 @@ pub(super) async fn finish(
     input: &StackInput,
     done: DeployedStack,
 ) -> Result<(StackOutcome, BTreeMap<String, String>), StackFailure> {
-    if done.termination_protection != input.termination_protection && !ctx.options.dry_run {
-        cf.set_termination_protection(&stack.stack_name, input.termination_protection).await?;
+    // A stack created through a change set gets its termination protection now.
+    if let Some(wanted) = input.termination_protection
+        && done.termination_protection != wanted
+        && !ctx.options.dry_run
+    {
+        cf.set_termination_protection(&stack.stack_name, wanted).await?;
     }
     Ok((StackOutcome::Deployed, done.outputs))
 }

@@ -132,15 +132,29 @@ impl State {
                 p.iter().filter_map(|(k, v)| Some((k.clone(), v["Default"].as_str()?.to_owned()))).collect()
             })
             .unwrap_or_default();
-        parameters.extend(input.parameters.clone());
+        // CloudFormation keeps what an update does not send.
+        let before = self.stacks.get(&name).map(|(d, _)| d.clone()).unwrap_or_default();
+        for (k, v) in &input.parameters {
+            let value = match v {
+                ParameterValue::Value { value, .. } => value.clone(),
+                ParameterValue::Previous => before.parameters.get(k).cloned().unwrap_or_default(),
+            };
+            parameters.insert(k.clone(), value);
+        }
         let stack = DeployedStack {
             stack_id: format!("arn:aws:cloudformation:us-east-1:111111111111:stack/{name}/1"),
             status: status.into(),
             status_reason: None,
             outputs,
             parameters,
-            tags: input.tags.clone(),
-            termination_protection: input.termination_protection,
+            tags: input.tags.clone().unwrap_or(before.tags),
+            termination_protection: if create {
+                input.termination_protection.unwrap_or(false)
+            } else {
+                before.termination_protection
+            },
+            notification_arns: input.notification_arns.clone().unwrap_or(before.notification_arns),
+            role_arn: input.role_arn.clone().or(before.role_arn),
         };
         let body = if failed && !create { self.stacks[&name].1.clone() } else { body };
         self.stacks.insert(name, (stack, body));
@@ -172,7 +186,10 @@ impl StackDeployer for Fake {
     async fn update_stack(&self, input: &StackInput) -> Result<UpdateStarted, CloudError> {
         let mut s = self.0.lock().unwrap();
         let (d, body) = &s.stacks[&input.stack_name];
-        if Some(body) == input.template_body.as_ref() && d.tags == input.tags {
+        if Some(body) == input.template_body.as_ref()
+            && input.tags.as_ref().is_none_or(|t| *t == d.tags)
+            && input.notification_arns.as_ref().is_none_or(|n| *n == d.notification_arns)
+        {
             return Ok(UpdateStarted::NoChanges);
         }
         s.writes.push(format!("UpdateStack {}", input.stack_name));
@@ -227,7 +244,12 @@ impl StackDeployer for Fake {
                 replacement: "False".into(),
             });
         }
-        if changes.is_empty() {
+        // Stack-level settings count as changes too (the change set applies them).
+        let settings_differ = s.stacks.get(&input.stack_name).is_some_and(|(d, _)| {
+            input.tags.as_ref().is_some_and(|t| *t != d.tags)
+                || input.notification_arns.as_ref().is_some_and(|n| *n != d.notification_arns)
+        });
+        if changes.is_empty() && !settings_differ {
             return Ok(ChangeSetInfo { status: "FAILED".into(), status_reason: Some("The submitted information didn't contain changes. Submit different information to create a change set.".into()), changes });
         }
         Ok(ChangeSetInfo { status: "CREATE_COMPLETE".into(), status_reason: None, changes })
@@ -317,7 +339,8 @@ fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str)
         .map(|r| (r.to_string(), json!({"Type": "AWS::SQS::Queue", "Properties": {"V": value}})))
         .collect();
     let template = json!({"Resources": res, "Outputs": {"Out": {"Value": value}},
-        "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version"}}});
+        "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version",
+            "Description": "Version of the CDK Bootstrap resources in this environment, automatically retrieved from SSM Parameter Store. [cdk:skip]"}}});
     let path = dir.join(format!("{name}.template.json"));
     std::fs::write(&path, template.to_string()).unwrap();
     let code = dir.join(format!("{name}-code"));
@@ -334,7 +357,7 @@ fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str)
             assume_role_arn: Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/deploy".into()),
             requires_bootstrap_stack_version: Some(6),
             bootstrap_stack_version_ssm_parameter: Some("/cdk-bootstrap/hnb659fds/version".into()),
-            tags: BTreeMap::from([("team".to_owned(), "x".to_owned())]),
+            tags: Some(BTreeMap::from([("team".to_owned(), "x".to_owned())])),
             ..Default::default()
         },
         dependencies: deps.iter().map(|d| d.to_string()).collect(),
@@ -409,6 +432,46 @@ async fn deploys_in_order_then_skips_unchanged_without_any_write() {
             "a no-op deploy writes nothing: {:?}",
             &fake.writes()[before..]
         );
+    }
+}
+
+/// A topic attached outside the app stays through updates when the app sets none; notification
+/// ARNs, tags or termination protection the app changes are deployed with an unchanged template.
+#[tokio::test]
+async fn stack_settings_are_kept_unless_set_and_deployed_when_changed() {
+    for method in [Method::Direct, Method::ChangeSet] {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::bootstrapped();
+        let deploy = |s: Stack| {
+            let fake = fake.clone();
+            async move {
+                let r = deploy_plan(Arc::new(fake), &env(), plan_of(vec![s]), &options(method)).await;
+                assert!(r.success(), "{:?}", r.failures());
+                r.stacks[0].outcome.clone()
+            }
+        };
+        let topic = "arn:aws:sns:us-east-1:111111111111:ops".to_owned();
+        assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "1")).await, StackOutcome::Deployed);
+        fake.0.lock().unwrap().stacks.get_mut("A").unwrap().0.notification_arns = vec![topic.clone()];
+        // A new template; the app sets no notification ARNs: the topic stays.
+        assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "2")).await, StackOutcome::Deployed);
+        assert_eq!(fake.0.lock().unwrap().stacks["A"].0.notification_arns, [topic.clone()]);
+        assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "2")).await, StackOutcome::Unchanged);
+
+        // The same template with settings the app changes: each one deploys, then is unchanged.
+        let mut s = stack(tmp.path(), "A", &[], &["Q"], "2");
+        let new_topic = "arn:aws:sns:us-east-1:111111111111:deploys".to_owned();
+        s.properties.notification_arns = Some(vec![new_topic.clone()]);
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Deployed);
+        assert_eq!(fake.0.lock().unwrap().stacks["A"].0.notification_arns, [new_topic]);
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Unchanged);
+        s.properties.tags = Some(BTreeMap::from([("team".to_owned(), "y".to_owned())]));
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Deployed);
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Unchanged);
+        s.properties.termination_protection = Some(true);
+        assert_ne!(deploy(s.clone()).await, StackOutcome::Unchanged);
+        assert!(fake.0.lock().unwrap().stacks["A"].0.termination_protection);
+        assert_eq!(deploy(s).await, StackOutcome::Unchanged);
     }
 }
 
@@ -682,5 +745,56 @@ mod sdk {
         assert_eq!(report.outputs["A"]["Out"], "old");
         assert_eq!(create.num_calls(), 3, "two throttled attempts, then success");
         assert_eq!(delete_cs.num_calls(), 1, "the empty change set is cleaned up");
+    }
+
+    /// What the adapter puts on the wire: a setting the app does not set is absent from UpdateStack,
+    /// CreateStack and CreateChangeSet (CloudFormation keeps what the stack has); one it sets is sent.
+    /// moto cannot show this: it neither stores nor returns a stack's NotificationARNs on update.
+    #[tokio::test]
+    async fn unset_settings_are_absent_from_the_request() {
+        use aws_sdk_cloudformation::operation::create_stack::CreateStackOutput;
+        use aws_sdk_cloudformation::operation::update_stack::UpdateStackOutput;
+        for app_sets in [false, true] {
+            let arns = app_sets.then(|| vec!["arn:aws:sns:us-east-1:111111111111:ops".to_owned()]);
+            let tags = app_sets.then(|| BTreeMap::from([("team".to_owned(), "a".to_owned())]));
+            let input = StackInput {
+                stack_name: "A".into(),
+                template_body: Some("{}".into()),
+                notification_arns: arns.clone(),
+                tags: tags.clone(),
+                termination_protection: app_sets.then_some(true),
+                ..Default::default()
+            };
+            let same = move |n: &Option<Vec<String>>, t: &Option<Vec<aws_sdk_cloudformation::types::Tag>>| {
+                *n == arns
+                    && t.as_ref().map(|t| {
+                        t.iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).count()
+                    }) == tags.as_ref().map(BTreeMap::len)
+            };
+            let (s1, s2, s3) = (same.clone(), same.clone(), same);
+            let update = mock!(Client::update_stack)
+                .match_requests(move |r| s1(&r.notification_arns, &r.tags))
+                .then_output(|| UpdateStackOutput::builder().stack_id("arn:stack/A/1").build());
+            let create = mock!(Client::create_stack)
+                .match_requests(move |r| {
+                    s2(&r.notification_arns, &r.tags)
+                        && r.enable_termination_protection == app_sets.then_some(true)
+                })
+                .then_output(|| CreateStackOutput::builder().stack_id("arn:stack/A/1").build());
+            let change_set = mock!(Client::create_change_set)
+                .match_requests(move |r| s3(&r.notification_arns, &r.tags))
+                .then_output(|| CreateChangeSetOutput::builder().id("arn:changeSet/x").build());
+            let client =
+                mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&update, &create, &change_set]);
+            let cf = cloud::SdkStackDeployer { client };
+            cf.update_stack(&input).await.unwrap();
+            cf.create_stack(&input).await.unwrap();
+            cf.create_change_set(&input, "x", ChangeSetKind::Update).await.unwrap();
+            assert_eq!(
+                (update.num_calls(), create.num_calls(), change_set.num_calls()),
+                (1, 1, 1),
+                "{app_sets}"
+            );
+        }
     }
 }
