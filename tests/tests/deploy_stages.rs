@@ -67,7 +67,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn aphex_selects(asm: &CloudAssembly, pattern: &str) -> Vec<String> {
-    let refs = [StackRef { name: pattern.into(), path: None, depends_on: vec![] }];
+    let refs =
+        [StackRef { name: pattern.into(), path: None, depends_on: vec![], parameters: Default::default() }];
     match select::plan(asm, "dev", &refs, &[]) {
         Ok(plan) => plan.into_iter().map(|p| p.stack.display_name).collect(),
         Err(select::SelectError::MissingStack { .. }) => vec![],

@@ -65,7 +65,7 @@ fn stacks() -> impl Strategy<Value = Vec<StackRef>> {
                             }
                         }
                     }
-                    StackRef { name: name.clone(), path, depends_on }
+                    StackRef { name: name.clone(), path, depends_on, parameters: Default::default() }
                 })
                 .collect()
         })

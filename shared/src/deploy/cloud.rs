@@ -202,6 +202,13 @@ pub trait Cloud: Send + Sync {
         region: &str,
         name: &str,
     ) -> Result<Option<String>, CloudError>;
+    /// A Secrets Manager secret's `SecretString` (`id`: name or ARN), None when it does not exist.
+    async fn secret_value(
+        &self,
+        role: Option<&str>,
+        region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError>;
     /// The HTTPS URL CloudFormation reads an uploaded template from.
     fn template_url(&self, bucket: &str, key: &str, region: &str) -> String;
 }
@@ -224,6 +231,7 @@ struct Clients {
     cloudformation: Arc<SdkStackDeployer>,
     s3: Arc<SdkAssetStore>,
     ssm: aws_sdk_ssm::Client,
+    secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl SdkCloud {
@@ -250,6 +258,7 @@ impl SdkCloud {
             }),
             s3: Arc::new(SdkAssetStore { client: crate::aws::s3_client(&config) }),
             ssm: aws_sdk_ssm::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
         };
         Ok(self.lock_clients().entry(key).or_insert(built).clone())
     }
@@ -277,10 +286,24 @@ impl Cloud for SdkCloud {
         name: &str,
     ) -> Result<Option<String>, CloudError> {
         let client = self.clients(role, region).await?.ssm;
-        match client.get_parameter().name(name).send().await {
+        match client.get_parameter().name(name).with_decryption(true).send().await {
             Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
             Err(e) => Err(CloudError::sdk("ssm:GetParameter", e)),
+        }
+    }
+
+    async fn secret_value(
+        &self,
+        role: Option<&str>,
+        region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let client = self.clients(role, region).await?.secrets;
+        match client.get_secret_value().secret_id(id).send().await {
+            Ok(out) => Ok(out.secret_string),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(CloudError::sdk("secretsmanager:GetSecretValue", e)),
         }
     }
 

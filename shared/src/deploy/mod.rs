@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod cloud;
+pub mod parameters;
 pub mod select;
 mod settings;
 mod stack;
@@ -30,6 +31,7 @@ pub use cloud::{
     AssetStore, ChangeSetInfo, ChangeSetKind, Cloud, CloudError, DeployedStack, ParameterValue,
     ResourceChange, SdkCloud, StackDeployer, StackEvent, StackInput, UpdateStarted,
 };
+pub use parameters::CliParameter;
 pub use select::{PlannedStack, SelectError};
 pub use settings::{Change, TemplateParameter, settings_change, template_change, template_parameters};
 
@@ -60,6 +62,10 @@ pub struct DeployOptions {
     pub stacks: Vec<String>,
     /// A pre-synthesized assembly; synthesized just in time when None.
     pub assembly: Option<PathBuf>,
+    /// `--parameters`: values over the app's and the config's.
+    pub parameters: Vec<CliParameter>,
+    /// `--previous-parameters`: on an update, a parameter given no value keeps the stack's own.
+    pub previous_parameters: bool,
     /// Where to write `{stack: {key: value}}`.
     pub outputs_file: Option<PathBuf>,
     /// Print progress lines to stderr.
@@ -77,6 +83,8 @@ impl Default for DeployOptions {
             dry_run: false,
             run_id: format!("local-{}", uuid::Uuid::new_v4().simple()),
             stacks: Vec::new(),
+            parameters: Vec::new(),
+            previous_parameters: false,
             assembly: None,
             outputs_file: None,
             progress: true,
@@ -260,6 +268,8 @@ struct Ctx {
     options: DeployOptions,
     /// Bootstrap checks done, by (role, region, parameter): the version found.
     bootstrap: Mutex<HashMap<BootstrapKey, Result<u32, String>>>,
+    /// Every stack's parameter values, by stack name, resolved before anything is written.
+    parameters: HashMap<String, BTreeMap<String, ParameterValue>>,
     started: Instant,
 }
 
@@ -271,12 +281,34 @@ pub async fn deploy_plan(
     plan: Vec<PlannedStack>,
     options: &DeployOptions,
 ) -> DeployReport {
+    let started = Instant::now();
+    // Parameter values first: a stack that cannot have them stops the deploy before any write.
+    let parameters = match parameters::resolve_all(&*cloud, env, options, &plan).await {
+        Ok(p) => p,
+        Err(refused) => {
+            let mut stacks: Vec<StackReport> = plan
+                .iter()
+                .map(|p| not_started(&p.stack, "the deploy stopped: stack parameters are missing".into()))
+                .collect();
+            for (i, message) in refused {
+                stacks[i] = failed_report(&plan[i].stack, message, None, None, started, Duration::ZERO);
+            }
+            return DeployReport {
+                environment: env.name.clone(),
+                stacks,
+                duration_ms: started.elapsed().as_millis(),
+                synth_ms: None,
+                outputs: IndexMap::new(),
+            };
+        }
+    };
     let ctx = Arc::new(Ctx {
         cloud,
         env: env.clone(),
         options: options.clone(),
         bootstrap: Mutex::new(HashMap::new()),
-        started: Instant::now(),
+        parameters,
+        started,
     });
     let n = plan.len();
     let mut reports: Vec<Option<StackReport>> = vec![None; n];

@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::assembly::{CloudAssembly, Stack};
-use crate::config::StackRef;
+use crate::config::{ParameterSource, StackRef};
+use indexmap::IndexMap;
 
 /// Why a stack selection is impossible.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum SelectError {
 pub struct PlannedStack {
     pub stack: Stack,
     pub depends_on: Vec<usize>,
+    /// The config's parameter values for it: of every `stacks[]` entry that selects it, later
+    /// entries overriding earlier ones.
+    pub parameters: IndexMap<String, ParameterSource>,
 }
 
 enum Matcher {
@@ -174,9 +178,18 @@ pub fn plan(
     let position: HashMap<usize, usize> = order.iter().enumerate().map(|(p, i)| (*i, p)).collect();
     Ok(order
         .iter()
-        .map(|i| PlannedStack {
-            stack: assembly.stacks[*i].clone(),
-            depends_on: edges.get(i).map(|d| d.iter().map(|d| position[d]).collect()).unwrap_or_default(),
+        .map(|i| {
+            let mut parameters = IndexMap::new();
+            for (r, found) in refs.iter().zip(&per_ref) {
+                if found.contains(i) {
+                    parameters.extend(r.parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            PlannedStack {
+                stack: assembly.stacks[*i].clone(),
+                depends_on: edges.get(i).map(|d| d.iter().map(|d| position[d]).collect()).unwrap_or_default(),
+                parameters,
+            }
         })
         .collect())
 }
@@ -237,6 +250,7 @@ mod tests {
                 name: n.to_string(),
                 path: None,
                 depends_on: d.iter().map(|s| s.to_string()).collect(),
+                parameters: Default::default(),
             })
             .collect()
     }

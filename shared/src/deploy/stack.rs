@@ -137,13 +137,15 @@ pub(super) fn read_template(stack: &Stack) -> Result<Template, StackFailure> {
 
 /// Everything this deploy gives the stack but its template: the settings the app sets in the
 /// manifest (None when it sets none: not sent, not compared), the execution role, the parameters.
-pub(super) fn stack_input(stack: &Stack, target: &Target) -> StackInput {
+pub(super) fn stack_input(ctx: &Ctx, stack: &Stack, target: &Target) -> StackInput {
     let p = &stack.properties;
     StackInput {
         stack_name: stack.stack_name.clone(),
         template_body: None,
         template_url: None,
-        parameters: p.parameters.iter().map(|(k, v)| (k.clone(), ParameterValue::plain(v))).collect(),
+        parameters: ctx.parameters.get(&stack.stack_name).cloned().unwrap_or_else(|| {
+            p.parameters.iter().map(|(k, v)| (k.clone(), ParameterValue::plain(v))).collect()
+        }),
         tags: p.tags.clone(),
         role_arn: target.exec_role.clone(),
         notification_arns: p.notification_arns.clone(),
@@ -165,7 +167,7 @@ pub(super) async fn precheck(ctx: &Ctx, stack: &Stack) -> Result<Precheck, Stack
     let cf = ctx.cloud.deployer(target.deploy_role.as_deref(), &target.region).await?;
     let Some(d) = cf.describe_stack(&stack.stack_name).await? else { return changed(None, false) };
     let template = read_template(stack)?;
-    let input = stack_input(stack, &target);
+    let input = stack_input(ctx, stack, &target);
     if let Some(change) = settings_change(&d, &template.parameters, &input) {
         tracing::debug!(stack = %stack.display_name, %change, "needs a deploy");
         let compared = !matches!(change, Change::Status(_));
@@ -209,7 +211,7 @@ pub(super) async fn deploy_stack_inner(
 
     let template = read_template(stack)?;
     let template_text = &template.text;
-    let mut input = stack_input(stack, &target);
+    let mut input = stack_input(ctx, stack, &target);
 
     // A description the up-front check just made stands in for DescribeStacks (and its template
     // comparison for GetTemplate); a stack that starts later is described again.

@@ -19,6 +19,7 @@ struct State {
     change_sets: HashMap<String, (StackInput, ChangeSetKind)>,
     objects: HashSet<(String, String)>,
     ssm: HashMap<String, String>,
+    secrets: HashMap<String, String>,
     /// Logical ids whose creation fails.
     failing: HashSet<String>,
     /// Every mutating call, in order.
@@ -317,8 +318,32 @@ impl Cloud for Fake {
     ) -> Result<Option<String>, CloudError> {
         Ok(self.0.lock().unwrap().ssm.get(name).cloned())
     }
+    async fn secret_value(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        Ok(self.0.lock().unwrap().secrets.get(id).cloned())
+    }
     fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
         format!("https://{bucket}/{key}")
+    }
+}
+
+/// A stack with no template or assets, for pure tests.
+pub(crate) fn bare_stack(display: &str, name: &str) -> Stack {
+    Stack {
+        id: name.into(),
+        stack_name: name.into(),
+        display_name: display.into(),
+        environment: "aws://unknown-account/unknown-region".into(),
+        template_path: Default::default(),
+        properties: Default::default(),
+        dependencies: vec![],
+        file_assets: vec![],
+        docker_assets: vec![],
+        assets_bootstrap: None,
     }
 }
 
@@ -383,7 +408,12 @@ fn plan_of(stacks: Vec<Stack>) -> Vec<PlannedStack> {
     let refs: Vec<crate::config::StackRef> = asm
         .stacks
         .iter()
-        .map(|s| crate::config::StackRef { name: s.stack_name.clone(), path: None, depends_on: vec![] })
+        .map(|s| crate::config::StackRef {
+            name: s.stack_name.clone(),
+            path: None,
+            depends_on: vec![],
+            parameters: Default::default(),
+        })
         .collect();
     select::plan(&asm, "dev", &refs, &[]).unwrap()
 }
@@ -673,6 +703,14 @@ mod sdk {
             _n: &str,
         ) -> Result<Option<String>, CloudError> {
             Ok(Some("30".into()))
+        }
+        async fn secret_value(
+            &self,
+            _r: Option<&str>,
+            _g: &str,
+            _id: &str,
+        ) -> Result<Option<String>, CloudError> {
+            Ok(None)
         }
         fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
             format!("https://{bucket}/{key}")

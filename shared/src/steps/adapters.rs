@@ -214,7 +214,12 @@ impl OwnStackFirst {
             account: own.account.clone(),
             role: None,
             approval: crate::config::Approval::None,
-            stacks: vec![StackRef { name: own.name.clone(), path: None, depends_on: Vec::new() }],
+            stacks: vec![StackRef {
+                name: own.name.clone(),
+                path: None,
+                depends_on: Vec::new(),
+                parameters: Default::default(),
+            }],
             tests: None,
             env: Default::default(),
         };

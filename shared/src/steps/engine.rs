@@ -281,6 +281,16 @@ impl Cloud for WatchedCloud {
         self.inner.ssm_parameter(role, region, name).await
     }
 
+    async fn secret_value(
+        &self,
+        role: Option<&str>,
+        region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let _t = self.watch.call();
+        self.inner.secret_value(role, region, id).await
+    }
+
     fn template_url(&self, bucket: &str, key: &str, region: &str) -> String {
         self.inner.template_url(bucket, key, region)
     }
