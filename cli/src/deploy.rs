@@ -38,6 +38,10 @@ pub struct Args {
     /// UsePreviousValue) instead of its template default.
     #[arg(long)]
     previous_parameters: bool,
+    /// The longest wait on one CloudFormation operation of a stack, in minutes (default: the
+    /// environment's deployTimeoutMinutes, 60).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=1440))]
+    timeout: Option<u32>,
     /// How many stacks deploy at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -87,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stacks: args.stacks,
         parameters: args.parameters,
         previous_parameters: args.previous_parameters,
+        timeout: args.timeout.map(|m| std::time::Duration::from_secs(u64::from(m) * 60)),
         assembly: args.assembly,
         outputs_file: if args.dry_run { None } else { Some(args.outputs.clone()) },
         progress: true,

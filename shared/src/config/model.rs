@@ -223,6 +223,14 @@ pub struct Environment {
     #[schemars(length(min = 1))]
     pub stacks: Vec<StackRef>,
 
+    /// The longest `aphex deploy` waits on one CloudFormation operation of a stack (a change set, an
+    /// update, a deletion, or an operation already running when the deploy starts), in minutes.
+    /// Past it the deploy stops with the stack, its status, its newest event and what to do;
+    /// `aphex deploy --timeout` overrides it.
+    #[serde(default = "defaults::deploy_timeout", skip_serializing_if = "defaults::is_deploy_timeout")]
+    #[schemars(range(min = 1, max = 1440))]
+    pub deploy_timeout_minutes: u32,
+
     /// Post-deploy tests, run after every stack of this environment deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<TestSettings>,
@@ -455,6 +463,12 @@ pub mod defaults {
     }
     pub fn test_timeout() -> u32 {
         15
+    }
+    pub fn deploy_timeout() -> u32 {
+        60
+    }
+    pub fn is_deploy_timeout(v: &u32) -> bool {
+        *v == deploy_timeout()
     }
     pub fn synth_command() -> String {
         "npx cdk synth".into()

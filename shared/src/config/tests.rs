@@ -93,6 +93,7 @@ fn environment(name: String) -> impl Strategy<Value = Environment> {
             stacks,
             tests: tests.map(|(commands, timeout_minutes)| TestSettings { commands, timeout_minutes }),
             env,
+            deploy_timeout_minutes: crate::config::defaults::deploy_timeout(),
         })
 }
 

@@ -181,6 +181,10 @@ pub trait StackDeployer: Send + Sync {
     /// The events at or after `since_ms` (milliseconds since the epoch), newest first, across pages.
     async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError>;
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError>;
+    /// The stack's newest event, whatever operation it belongs to.
+    async fn newest_event(&self, name: &str) -> Result<Option<StackEvent>, CloudError> {
+        Ok(self.stack_events(name, i64::MIN).await?.into_iter().next())
+    }
 }
 
 /// S3, for publishing file assets.
@@ -563,6 +567,25 @@ impl StackDeployer for SdkStackDeployer {
             }
         }
         Ok(events)
+    }
+
+    async fn newest_event(&self, name: &str) -> Result<Option<StackEvent>, CloudError> {
+        // One page, newest first: a long-lived stack's history is not read.
+        let out = self
+            .client
+            .describe_stack_events()
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| CloudError::sdk("cloudformation:DescribeStackEvents", e))?;
+        Ok(out.stack_events.unwrap_or_default().into_iter().next().map(|e| StackEvent {
+            event_id: e.event_id.unwrap_or_default(),
+            logical_id: e.logical_resource_id.unwrap_or_default(),
+            resource_type: e.resource_type.unwrap_or_default(),
+            status: e.resource_status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            reason: e.resource_status_reason,
+            timestamp_ms: e.timestamp.and_then(|t| t.to_millis().ok()).unwrap_or_default(),
+        }))
     }
 
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {

@@ -70,6 +70,11 @@ pub struct DeployOptions {
     pub outputs_file: Option<PathBuf>,
     /// Print progress lines to stderr.
     pub progress: bool,
+    /// The longest wait on one CloudFormation operation; None: the environment's
+    /// `deployTimeoutMinutes`.
+    pub timeout: Option<Duration>,
+    /// How often a wait with no new stack event says it is still waiting.
+    pub heartbeat: Duration,
     /// Smallest and largest polling interval.
     pub poll_min: Duration,
     pub poll_max: Duration,
@@ -88,6 +93,8 @@ impl Default for DeployOptions {
             assembly: None,
             outputs_file: None,
             progress: true,
+            timeout: None,
+            heartbeat: Duration::from_secs(30),
             poll_min: Duration::from_millis(100),
             poll_max: Duration::from_secs(5),
         }
@@ -271,6 +278,13 @@ struct Ctx {
     /// Every stack's parameter values, by stack name, resolved before anything is written.
     parameters: HashMap<String, BTreeMap<String, ParameterValue>>,
     started: Instant,
+}
+
+impl Ctx {
+    /// The longest wait on one CloudFormation operation.
+    fn wait_limit(&self) -> Duration {
+        self.options.timeout.unwrap_or(Duration::from_secs(u64::from(self.env.deploy_timeout_minutes) * 60))
+    }
 }
 
 /// Deploys an ordered plan: a stack starts when everything it depends on succeeded, up to

@@ -236,7 +236,7 @@ pub(super) async fn deploy_stack_inner(
         progress(ctx, stack, &format!("deleting the stack left in {} by an earlier failed create", d.status));
         if !ctx.options.dry_run {
             cf.delete_stack(&d.stack_id).await?;
-            wait_deleted(ctx, &*cf, &d.stack_id, waited).await?;
+            wait_deleted(ctx, &*cf, stack, &d.stack_id, waited).await?;
             deployed = None;
         }
     }
@@ -300,7 +300,7 @@ pub(super) async fn deploy_stack_inner(
         let name = change_set_name(&ctx.options.run_id, &stack.stack_name);
         progress(ctx, stack, &format!("creating change set {name}"));
         let arn = cf.create_change_set(&input, &name, kind).await?;
-        let info = wait_change_set(ctx, &*cf, &arn, waited).await?;
+        let info = wait_change_set(ctx, &*cf, stack, &arn, waited).await?;
         if info.status == "FAILED" {
             let reason = info.status_reason.unwrap_or_default();
             // The set is useless either way; a failed delete leaves only clutter.

@@ -20,6 +20,10 @@ struct State {
     objects: HashSet<(String, String)>,
     ssm: HashMap<String, String>,
     secrets: HashMap<String, String>,
+    /// Stacks that stay in this status, whatever is asked (a stuck custom resource does this).
+    stuck: HashMap<String, String>,
+    /// Stacks that get stuck in UPDATE_IN_PROGRESS at their next update.
+    stick_at_update: HashSet<String>,
     /// Logical ids whose creation fails.
     failing: HashSet<String>,
     /// Every mutating call, in order.
@@ -167,11 +171,18 @@ impl StackDeployer for Fake {
     async fn describe_stack(&self, name: &str) -> Result<Option<DeployedStack>, CloudError> {
         let mut s = self.0.lock().unwrap();
         s.reads.push(format!("DescribeStacks {name}"));
-        Ok(s.stacks
+        let found = s
+            .stacks
             .values()
             .find(|(d, _)| d.stack_id == name)
             .or_else(|| s.stacks.get(name))
-            .map(|(d, _)| d.clone()))
+            .map(|(d, _)| d.clone());
+        Ok(found.map(|mut d| {
+            if let Some(status) = s.stuck.get(name) {
+                d.status = status.clone();
+            }
+            d
+        }))
     }
     async fn template_body(&self, name: &str) -> Result<String, CloudError> {
         let mut s = self.0.lock().unwrap();
@@ -194,6 +205,20 @@ impl StackDeployer for Fake {
             return Ok(UpdateStarted::NoChanges);
         }
         s.writes.push(format!("UpdateStack {}", input.stack_name));
+        if s.stick_at_update.remove(&input.stack_name) {
+            let name = input.stack_name.clone();
+            event(
+                &mut s,
+                &name,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "UPDATE_IN_PROGRESS",
+                Some("User Initiated"),
+            );
+            event(&mut s, &name, "Hook", "AWS::CloudFormation::CustomResource", "UPDATE_IN_PROGRESS", None);
+            s.stuck.insert(name, "UPDATE_IN_PROGRESS".into());
+            return Ok(UpdateStarted::Started);
+        }
         s.apply(input, false);
         Ok(UpdateStarted::Started)
     }
@@ -502,6 +527,81 @@ async fn stack_settings_are_kept_unless_set_and_deployed_when_changed() {
         assert_ne!(deploy(s.clone()).await, StackOutcome::Unchanged);
         assert!(fake.0.lock().unwrap().stacks["A"].0.termination_protection);
         assert_eq!(deploy(s).await, StackOutcome::Unchanged);
+    }
+}
+
+/// Waits that never end, on the in-memory CloudFormation: moto cannot be used, nothing is ever
+/// IN_PROGRESS there. A stack already in UPDATE_IN_PROGRESS when the deploy starts, and one whose
+/// own update never finishes, each stop at the deadline with the stack, its status, the newest event
+/// and what to do.
+#[tokio::test]
+async fn every_wait_has_a_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::bootstrapped();
+    let opts = DeployOptions {
+        timeout: Some(Duration::from_millis(60)),
+        heartbeat: Duration::from_millis(20),
+        ..options(Method::Direct)
+    };
+    let deploy = |value: &str| {
+        let (fake, opts) = (fake.clone(), opts.clone());
+        let s = stack(tmp.path(), "A", &[], &["Q"], value);
+        async move { deploy_plan(Arc::new(fake), &env(), plan_of(vec![s]), &opts).await }
+    };
+    assert!(deploy("1").await.success());
+
+    // Someone else's operation never ends.
+    {
+        let mut s = fake.0.lock().unwrap();
+        event(
+            &mut s,
+            "A",
+            "Hook",
+            "AWS::CloudFormation::CustomResource",
+            "UPDATE_IN_PROGRESS",
+            Some("waiting for a response"),
+        );
+        s.stuck.insert("A".into(), "UPDATE_IN_PROGRESS".into());
+    }
+    let writes = fake.writes().len();
+    let report = deploy("2").await;
+    let StackOutcome::Failed { message, final_status, .. } = &report.stacks[0].outcome else {
+        panic!("{:?}", report.stacks[0].outcome)
+    };
+    assert!(
+        message.starts_with("stack A: gave up waiting for the operation already running after "),
+        "{message}"
+    );
+    assert!(message.contains("it is still UPDATE_IN_PROGRESS"), "{message}");
+    assert!(
+        message.contains("newest event: Hook AWS::CloudFormation::CustomResource UPDATE_IN_PROGRESS (waiting for a response)"),
+        "{message}"
+    );
+    assert!(message.contains("cancel-update-stack --stack-name A"), "{message}");
+    assert_eq!(final_status.as_deref(), Some("UPDATE_IN_PROGRESS"));
+    assert_eq!(fake.writes().len(), writes, "nothing written while someone else's operation runs");
+
+    // Our own update never ends.
+    {
+        let mut s = fake.0.lock().unwrap();
+        s.stuck.clear();
+        s.stick_at_update.insert("A".into());
+    }
+    let report = deploy("3").await;
+    let StackOutcome::Failed { message, .. } = &report.stacks[0].outcome else {
+        panic!("{:?}", report.stacks[0].outcome)
+    };
+    assert!(message.starts_with("stack A: gave up waiting for its deploy after "), "{message}");
+    assert!(
+        message.contains("newest event: Hook AWS::CloudFormation::CustomResource UPDATE_IN_PROGRESS"),
+        "{message}"
+    );
+}
+
+#[test]
+fn waited_times_read_well() {
+    for (secs, text) in [(0.0, "0.0s"), (6.25, "6.2s"), (65.0, "1m05s"), (3723.0, "1h02m03s")] {
+        assert_eq!(wait::elapsed_text(Duration::from_secs_f64(secs)), text);
     }
 }
 

@@ -222,6 +222,7 @@ impl OwnStackFirst {
             }],
             tests: None,
             env: Default::default(),
+            deploy_timeout_minutes: crate::config::defaults::deploy_timeout(),
         };
         let mut scoped = config.clone();
         scoped.environments = vec![env];

@@ -392,6 +392,11 @@ impl StackDeployer for WatchedDeployer {
         events
     }
 
+    async fn newest_event(&self, name: &str) -> Result<Option<StackEvent>, CloudError> {
+        let _t = self.watch.call();
+        self.inner.newest_event(name).await
+    }
+
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {
         let _t = self.watch.call();
         self.inner.set_termination_protection(name, enabled).await
