@@ -410,25 +410,14 @@ pub fn parse_environment(env: &str) -> Option<(&str, &str)> {
     Some((account, region))
 }
 
-/// Replaces `${AWS::AccountId}`, `${AWS::Region}` and `${AWS::Partition}` as the CDK CLI does.
+/// Replaces `${AWS::AccountId}`, `${AWS::Region}` and `${AWS::Partition}` as the CDK CLI does; the
+/// partition comes from the region table ([`crate::aws::partition`]), and stays a placeholder for a
+/// region the table lacks (CloudFormation or IAM then names it, rather than a wrong `aws`).
 pub fn substitute(text: &str, account: &str, region: &str) -> String {
-    text.replace("${AWS::AccountId}", account)
-        .replace("${AWS::Region}", region)
-        .replace("${AWS::Partition}", partition_of(region))
-}
-
-/// The AWS partition of a region.
-pub fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-iso-") {
-        "aws-iso"
-    } else if region.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else {
-        "aws"
+    let text = text.replace("${AWS::AccountId}", account).replace("${AWS::Region}", region);
+    match crate::aws::partition(region) {
+        Some(partition) => text.replace("${AWS::Partition}", partition),
+        None => text,
     }
 }
 
@@ -640,6 +629,13 @@ mod tests {
             ),
             "arn:aws-cn:iam::1:role/x-cn-north-1"
         );
+        for (region, partition) in [
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-isof-east-1", "aws-iso-f"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+        ] {
+            assert_eq!(substitute("arn:${AWS::Partition}:iam", "1", region), format!("arn:{partition}:iam"));
+        }
         assert_eq!(
             parse_environment("aws://unknown-account/eu-west-1"),
             Some(("unknown-account", "eu-west-1"))

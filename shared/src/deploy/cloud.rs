@@ -314,7 +314,10 @@ impl Cloud for SdkCloud {
     fn template_url(&self, bucket: &str, key: &str, region: &str) -> String {
         match &self.endpoint {
             Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
-            None => format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"),
+            // The SDK's endpoint rules know every partition's DNS suffix; for a region they lack,
+            // CloudFormation refuses the s3:// form and names the URL.
+            None => crate::aws::s3_object_url(bucket, key, region)
+                .unwrap_or_else(|| format!("s3://{bucket}/{key}")),
         }
     }
 }

@@ -14,7 +14,11 @@ use crate::config::{Config, Environment, StackRef};
 /// The role a check assumes for `env`: its custom `role`, else the CDK bootstrap deploy role.
 pub fn role_for(env: &Environment) -> String {
     env.role.clone().unwrap_or_else(|| {
-        format!("arn:aws:iam::{0}:role/cdk-hnb659fds-deploy-role-{0}-{1}", env.account, env.region)
+        crate::assembly::substitute(
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}",
+            &env.account,
+            &env.region,
+        )
     })
 }
 
