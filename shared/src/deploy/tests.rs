@@ -510,7 +510,7 @@ async fn stack_settings_are_kept_unless_set_and_deployed_when_changed() {
         fake.0.lock().unwrap().stacks.get_mut("A").unwrap().0.notification_arns = vec![topic.clone()];
         // A new template; the app sets no notification ARNs: the topic stays.
         assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "2")).await, StackOutcome::Deployed);
-        assert_eq!(fake.0.lock().unwrap().stacks["A"].0.notification_arns, [topic.clone()]);
+        assert_eq!(fake.0.lock().unwrap().stacks["A"].0.notification_arns, std::slice::from_ref(&topic));
         assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "2")).await, StackOutcome::Unchanged);
 
         // The same template with settings the app changes: each one deploys, then is unchanged.
@@ -906,8 +906,15 @@ mod sdk {
             let same = move |n: &Option<Vec<String>>, t: &Option<Vec<aws_sdk_cloudformation::types::Tag>>| {
                 *n == arns
                     && t.as_ref().map(|t| {
-                        t.iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())).count()
-                    }) == tags.as_ref().map(BTreeMap::len)
+                        t.iter()
+                            .map(|t| {
+                                (
+                                    t.key().unwrap_or_default().to_owned(),
+                                    t.value().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect::<BTreeMap<_, _>>()
+                    }) == tags
             };
             let (s1, s2, s3) = (same.clone(), same.clone(), same);
             let update = mock!(Client::update_stack)
