@@ -30,6 +30,18 @@ pub struct Args {
     /// Only these stacks (names, display names or patterns such as `Prod/*`), among the environment's.
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     stacks: Vec<String>,
+    /// A stack parameter's value: `STACK:NAME=VALUE` (stack name or display name) or `NAME=VALUE`
+    /// for every stack; repeatable. Over the app's and the config's values.
+    #[arg(long = "parameters", value_name = "[STACK:]NAME=VALUE", value_parser = parse_parameter)]
+    parameters: Vec<deploy::CliParameter>,
+    /// On an update, a parameter given no value keeps the stack's current value (CloudFormation's
+    /// UsePreviousValue) instead of its template default.
+    #[arg(long)]
+    previous_parameters: bool,
+    /// The longest wait on one CloudFormation operation of a stack, in minutes (default: the
+    /// environment's deployTimeoutMinutes, 60).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=1440))]
+    timeout: Option<u32>,
     /// How many stacks deploy at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -48,6 +60,10 @@ pub struct Args {
     /// Print the whole report as JSON on stdout instead of the outputs.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_parameter(arg: &str) -> Result<deploy::CliParameter, String> {
+    arg.parse()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -73,6 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         dry_run: args.dry_run,
         stacks: args.stacks,
+        parameters: args.parameters,
+        previous_parameters: args.previous_parameters,
+        timeout: args.timeout.map(|m| std::time::Duration::from_secs(u64::from(m) * 60)),
         assembly: args.assembly,
         outputs_file: if args.dry_run { None } else { Some(args.outputs.clone()) },
         progress: true,

@@ -69,10 +69,12 @@ pub struct StackProperties {
     pub template_file: String,
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// None when the app sets no stack tags (the manifest has no `tags`).
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// None when the app sets no notification ARNs.
     #[serde(default)]
-    pub notification_arns: Vec<String>,
+    pub notification_arns: Option<Vec<String>>,
     #[serde(default)]
     pub stack_name: Option<String>,
     #[serde(default)]
@@ -294,8 +296,26 @@ impl CloudAssembly {
     }
 }
 
-/// Loads one (possibly nested) assembly; `prefix` is the Stage path (`Prod/`) for display names and ids.
-fn load_into(dir: &Path, prefix: &str, out: &mut Vec<Stack>) -> Result<String, AssemblyError> {
+/// The hierarchical name of an artifact of the assembly of Stage `stage` (its full construct path,
+/// empty for the app's own assembly), as the CDK CLI shows it (`cdk ls`).
+///
+/// aws-cdk-lib writes every `displayName` as the full construct path (`Outer/Inner/Api` for stack
+/// `Api` in Stage `Inner` in Stage `Outer`; `Outer/Inner` for the nested assembly of `Inner`), so a
+/// display name that already starts with the Stage's path is taken as it is; one that does not (a
+/// relative name, or none: then the artifact id) is put under the Stage's path.
+pub fn hierarchical_name(stage: &str, display_name: Option<&str>, id: &str) -> String {
+    let name = display_name.unwrap_or(id);
+    if stage.is_empty() || name.strip_prefix(stage).is_some_and(|rest| rest.starts_with('/')) {
+        name.to_owned()
+    } else {
+        format!("{stage}/{name}")
+    }
+}
+
+/// Loads one (possibly nested) assembly; `stage` is the full path of its Stage (`Outer/Inner`, empty
+/// for the app's own assembly), the prefix of its stacks' ids.
+fn load_into(dir: &Path, stage: &str, out: &mut Vec<Stack>) -> Result<String, AssemblyError> {
+    let prefix = if stage.is_empty() { String::new() } else { format!("{stage}/") };
     let manifest_path = dir.join("manifest.json");
     let manifest: Manifest = read_json(&manifest_path, "cloud assembly manifest")?;
     check_version(&manifest_path, &manifest.version)?;
@@ -352,12 +372,7 @@ fn load_into(dir: &Path, prefix: &str, out: &mut Vec<Stack>) -> Result<String, A
                     }
                 }
                 let stack_name = props.stack_name.clone().unwrap_or_else(|| id.clone());
-                let display = artifact.display_name.clone().unwrap_or_else(|| id.clone());
-                let display_name = if prefix.is_empty() || display.starts_with(prefix) {
-                    display
-                } else {
-                    format!("{prefix}{display}")
-                };
+                let display_name = hierarchical_name(stage, artifact.display_name.as_deref(), id);
                 out.push(Stack {
                     id: format!("{prefix}{id}"),
                     stack_name,
@@ -377,8 +392,8 @@ fn load_into(dir: &Path, prefix: &str, out: &mut Vec<Stack>) -> Result<String, A
             "cdk:cloud-assembly" => {
                 let nested: NestedAssemblyProperties =
                     properties(&manifest_path, id, artifact, "directoryName")?;
-                let stage = nested.display_name.unwrap_or_else(|| id.clone());
-                load_into(&dir.join(&nested.directory_name), &format!("{prefix}{stage}/"), out)?;
+                let path = hierarchical_name(stage, nested.display_name.as_deref(), id);
+                load_into(&dir.join(&nested.directory_name), &path, out)?;
             }
             // Asset manifests are read through their stacks; tree, metadata, feature-flag reports and
             // artifact types added by newer CDK releases are not needed to deploy.
@@ -395,25 +410,14 @@ pub fn parse_environment(env: &str) -> Option<(&str, &str)> {
     Some((account, region))
 }
 
-/// Replaces `${AWS::AccountId}`, `${AWS::Region}` and `${AWS::Partition}` as the CDK CLI does.
+/// Replaces `${AWS::AccountId}`, `${AWS::Region}` and `${AWS::Partition}` as the CDK CLI does; the
+/// partition comes from the region table ([`crate::aws::partition`]), and stays a placeholder for a
+/// region the table lacks (CloudFormation or IAM then names it, rather than a wrong `aws`).
 pub fn substitute(text: &str, account: &str, region: &str) -> String {
-    text.replace("${AWS::AccountId}", account)
-        .replace("${AWS::Region}", region)
-        .replace("${AWS::Partition}", partition_of(region))
-}
-
-/// The AWS partition of a region.
-pub fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-iso-") {
-        "aws-iso"
-    } else if region.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else {
-        "aws"
+    let text = text.replace("${AWS::AccountId}", account).replace("${AWS::Region}", region);
+    match crate::aws::partition(region) {
+        Some(partition) => text.replace("${AWS::Partition}", partition),
+        None => text,
     }
 }
 
@@ -519,6 +523,103 @@ mod tests {
     }
 
     #[test]
+    fn hierarchical_names_are_full_construct_paths() {
+        fn check(stage: &str, display: Option<&str>, id: &str, expect: &str) {
+            assert_eq!(hierarchical_name(stage, display, id), expect, "{stage:?} {display:?} {id:?}");
+        }
+        check("", Some("Api"), "Api", "Api");
+        check("", None, "Api", "Api");
+        check("", Some("Group/Api"), "GroupApi1234", "Group/Api");
+        // aws-cdk-lib writes full paths at every depth: kept as they are.
+        check("Outer", Some("Outer/Inner"), "assembly-Outer-Inner", "Outer/Inner");
+        check("Outer/Inner", Some("Outer/Inner/Api"), "OuterInnerApi5F3A", "Outer/Inner/Api");
+        // A relative name (or none) goes under the Stage's path.
+        check("Prod", Some("Api"), "ProdApi", "Prod/Api");
+        check("Prod", None, "ProdApi", "Prod/ProdApi");
+        // A Stage named like its parent: `Outer/Outer` is a full path, `Outer` a relative one.
+        check("Outer", Some("Outer/Outer"), "x", "Outer/Outer");
+        check("Outer", Some("Outer"), "x", "Outer/Outer");
+        // A prefix of the Stage's name is not its path.
+        check("Pro", Some("Prod/Api"), "x", "Pro/Prod/Api");
+    }
+
+    /// A Stage tree as aws-cdk-lib writes it: each Stage a nested `cdk:cloud-assembly` whose
+    /// `displayName` is its full path, each stack's `displayName` its full path.
+    #[derive(Debug, Clone)]
+    struct StageTree {
+        name: String,
+        stacks: Vec<String>,
+        stages: Vec<StageTree>,
+    }
+
+    fn write_tree(dir: &Path, path: &str, tree: &StageTree, expect: &mut Vec<String>) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut artifacts = serde_json::Map::new();
+        let full = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}/{name}") };
+        for stack in &tree.stacks {
+            let display = full(stack);
+            let id = display.replace('/', "");
+            std::fs::write(dir.join(format!("{id}.template.json")), "{}").unwrap();
+            artifacts.insert(
+                id.clone(),
+                serde_json::json!({"type": "aws:cloudformation:stack", "displayName": display,
+                    "properties": {"templateFile": format!("{id}.template.json"), "stackName": display.replace('/', "-")}}),
+            );
+            expect.push(display);
+        }
+        for stage in &tree.stages {
+            let stage_path = full(&stage.name);
+            let dir_name = format!("assembly-{}", stage_path.replace('/', "-"));
+            artifacts.insert(
+                dir_name.clone(),
+                serde_json::json!({"type": "cdk:cloud-assembly",
+                    "properties": {"directoryName": dir_name, "displayName": stage_path}}),
+            );
+            write_tree(&dir.join(&dir_name), &stage_path, stage, expect);
+        }
+        write_manifest(dir, serde_json::json!({"version": "55.0.0", "artifacts": artifacts}));
+    }
+
+    fn stage_tree(depth: u32) -> impl proptest::strategy::Strategy<Value = StageTree> {
+        use proptest::prelude::*;
+        let name = "[A-Z][a-z]{0,3}";
+        let leaf = (name, proptest::collection::btree_set(name, 0..3)).prop_map(|(name, stacks)| StageTree {
+            name,
+            stacks: stacks.into_iter().collect(),
+            stages: vec![],
+        });
+        leaf.prop_recursive(depth, 12, 3, move |inner| {
+            (name, proptest::collection::btree_set(name, 0..3), proptest::collection::vec(inner, 0..3))
+                .prop_map(|(name, stacks, stages)| {
+                    // Sibling Stages have distinct names, as constructs must.
+                    let mut seen = std::collections::BTreeSet::new();
+                    let stages =
+                        stages.into_iter().filter(|s: &StageTree| seen.insert(s.name.clone())).collect();
+                    StageTree { name, stacks: stacks.into_iter().collect(), stages }
+                })
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// At every nesting depth, a stack's display name is its construct path (what `cdk ls` prints).
+        #[test]
+        fn nested_stages_at_any_depth_keep_their_construct_paths(tree in stage_tree(4)) {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut expect = Vec::new();
+            let app = StageTree { name: String::new(), stacks: tree.stacks.clone(), stages: vec![tree] };
+            write_tree(tmp.path(), "", &app, &mut expect);
+            let asm = CloudAssembly::load(tmp.path()).unwrap();
+            let mut got: Vec<String> = asm.stacks.iter().map(|s| s.display_name.clone()).collect();
+            got.sort();
+            expect.sort();
+            proptest::prop_assert_eq!(got, expect);
+            let ids: HashSet<&str> = asm.stacks.iter().map(|s| s.id.as_str()).collect();
+            proptest::prop_assert_eq!(ids.len(), asm.stacks.len());
+        }
+    }
+
+    #[test]
     fn substitutes_placeholders() {
         assert_eq!(
             substitute(
@@ -528,6 +629,13 @@ mod tests {
             ),
             "arn:aws-cn:iam::1:role/x-cn-north-1"
         );
+        for (region, partition) in [
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-isof-east-1", "aws-iso-f"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+        ] {
+            assert_eq!(substitute("arn:${AWS::Partition}:iam", "1", region), format!("arn:{partition}:iam"));
+        }
         assert_eq!(
             parse_environment("aws://unknown-account/eu-west-1"),
             Some(("unknown-account", "eu-west-1"))

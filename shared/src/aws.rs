@@ -36,6 +36,33 @@ pub async fn sdk_config(region: &str) -> SdkConfig {
         .await
 }
 
+/// The ARN partition of `region` (`aws`, `aws-cn`, `aws-us-gov`, `aws-iso-e`, ...), from the one
+/// region table (`config::regions`, botocore's `partitions.json`); None for a region it lacks.
+pub fn partition(region: &str) -> Option<&'static str> {
+    crate::config::regions::find(region).map(|r| r.partition)
+}
+
+/// The URL of an S3 object in `region` as the SDK's own endpoint rules write it (the partition's
+/// DNS suffix: `amazonaws.com`, `amazonaws.com.cn`, `c2s.ic.gov`, ...); None when the rules have no
+/// endpoint for it.
+pub fn s3_object_url(bucket: &str, key: &str, region: &str) -> Option<String> {
+    use aws_sdk_s3::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+    use futures::FutureExt;
+    let params = Params::builder().region(region).bucket(bucket).build().ok()?;
+    let endpoint = DefaultResolver::new().resolve_endpoint(&params).now_or_never()?.ok()?;
+    Some(format!("{}/{key}", endpoint.url().trim_end_matches('/')))
+}
+
+/// The regional STS endpoint of `region` (`https://sts.REGION.DNS-SUFFIX`), from the SDK's endpoint
+/// rules; None when they have none.
+pub fn sts_url(region: &str) -> Option<String> {
+    use aws_sdk_sts::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+    use futures::FutureExt;
+    let params = Params::builder().region(region).use_global_endpoint(false).build().ok()?;
+    let endpoint = DefaultResolver::new().resolve_endpoint(&params).now_or_never()?.ok()?;
+    Some(endpoint.url().trim_end_matches('/').to_owned())
+}
+
 /// An S3 client; path-style addressing when a custom endpoint is set (`bucket.localhost` does not
 /// resolve, and moto only reads path-style URLs).
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
@@ -191,6 +218,41 @@ mod tests {
             "arn:aws:sts::1:assumed-role/deployer/s",
             "arn:aws:iam::1:role/path/deployer"
         ));
+    }
+
+    /// Every region the config accepts: its partition from the table, and S3 and STS URLs from the
+    /// SDK's endpoint rules ending in that partition's DNS suffix (botocore `partitions.json`).
+    #[test]
+    fn every_accepted_region_gets_its_partition_and_hosts() {
+        let suffix = |partition: &str| match partition {
+            "aws" | "aws-us-gov" => "amazonaws.com",
+            "aws-cn" => "amazonaws.com.cn",
+            "aws-iso" => "c2s.ic.gov",
+            "aws-iso-b" => "sc2s.sgov.gov",
+            "aws-iso-e" => "cloud.adc-e.uk",
+            "aws-iso-f" => "csp.hci.ic.gov",
+            "aws-eusc" => "amazonaws.eu",
+            other => panic!("no DNS suffix known for partition {other}: add it to this test"),
+        };
+        for r in crate::config::regions::REGIONS {
+            assert_eq!(partition(r.name), Some(r.partition));
+            let s3 = s3_object_url("cdk-hnb659fds-assets-1-x", "k.json", r.name).expect(r.name);
+            assert_eq!(
+                s3,
+                format!("https://cdk-hnb659fds-assets-1-x.s3.{}.{}/k.json", r.name, suffix(r.partition))
+            );
+            let sts = sts_url(r.name).expect(r.name);
+            assert_eq!(sts, format!("https://sts.{}.{}", r.name, suffix(r.partition)), "{}", r.name);
+        }
+        // The regions the issue names.
+        for (region, p) in [
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-isof-east-1", "aws-iso-f"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+        ] {
+            assert_eq!(partition(region), Some(p));
+        }
     }
 
     #[test]

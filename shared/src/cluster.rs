@@ -278,9 +278,11 @@ fn presigned_token(
         .settings(settings)
         .build()
         .map_err(|e| ClusterError::Presign(e.to_string()))?;
-    let url = format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
-    let headers =
-        [("host", format!("sts.{region}.amazonaws.com")), ("x-k8s-aws-id", cluster_name.to_owned())];
+    let endpoint = crate::aws::sts_url(region)
+        .ok_or_else(|| ClusterError::Presign(format!("no STS endpoint is known for region {region}")))?;
+    let url = format!("{endpoint}/?Action=GetCallerIdentity&Version=2011-06-15");
+    let host = endpoint.trim_start_matches("https://").to_owned();
+    let headers = [("host", host), ("x-k8s-aws-id", cluster_name.to_owned())];
     let signable = SignableRequest::new(
         "GET",
         url.as_str(),

@@ -153,3 +153,65 @@ pub fn write_config(path: &Path, env: &str, account: &str, region: &str, stacks:
     )
     .expect("write config");
 }
+
+/// The real `cdk` CLI, run on a small JavaScript CDK app written by a test: the app's `require`s of
+/// `aws-cdk-lib` and `constructs` are served from the demo app's npm packages (`NODE_PATH`), the CLI
+/// gets a private `CDK_HOME`, telemetry and notices off, and `env` (moto's, for deploys).
+#[derive(Debug)]
+pub struct CdkApp {
+    pub dir: PathBuf,
+    node_modules: PathBuf,
+}
+
+impl CdkApp {
+    /// Writes `app.js` (CommonJS, `require("aws-cdk-lib")`) into `dir`.
+    pub fn new(dir: &Path, app_js: &str) -> CdkApp {
+        std::fs::create_dir_all(dir).expect("app dir");
+        std::fs::write(dir.join("app.js"), app_js).expect("write app.js");
+        std::fs::write(dir.join("cdk.json"), r#"{"app": "node app.js"}"#).expect("write cdk.json");
+        CdkApp { dir: dir.to_owned(), node_modules: demo_app().join("node_modules") }
+    }
+
+    /// Runs `cdk ARGS` in the app's folder; panics with its output when it fails.
+    pub fn cdk(&self, env: &[(String, String)], args: &[&str]) -> Output {
+        let home = self.dir.join(".cdk-home");
+        std::fs::create_dir_all(&home).expect("cdk home");
+        let out = Command::new(self.node_modules.join(".bin/cdk"))
+            .args(args)
+            .arg("--no-notices")
+            .current_dir(&self.dir)
+            .env("NODE_PATH", &self.node_modules)
+            .env("CDK_HOME", &home)
+            .env("CDK_DISABLE_CLI_TELEMETRY", "true")
+            .env_remove("AWS_PROFILE")
+            .envs(env.iter().cloned())
+            .output()
+            .expect("run cdk");
+        assert!(
+            out.status.success(),
+            "cdk {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `cdk synth` into `<dir>/cdk.out`; returns that folder.
+    pub fn synth(&self) -> PathBuf {
+        self.cdk(&[], &["synth", "--quiet", "--output", "cdk.out"]);
+        self.dir.join("cdk.out")
+    }
+
+    /// What `cdk ls PATTERNS` prints for the synthesized assembly: one display name per line (the CLI
+    /// adds ` (stack-name)` when the two differ; that part is dropped).
+    pub fn ls(&self, patterns: &[&str]) -> Vec<String> {
+        let mut args = vec!["ls", "--app", "cdk.out"];
+        args.extend_from_slice(patterns);
+        let out = self.cdk(&[], &args);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(" (").next().unwrap_or(l).trim().to_owned())
+            .collect()
+    }
+}

@@ -223,6 +223,14 @@ pub struct Environment {
     #[schemars(length(min = 1))]
     pub stacks: Vec<StackRef>,
 
+    /// The longest `aphex deploy` waits on one CloudFormation operation of a stack (a change set, an
+    /// update, a deletion, or an operation already running when the deploy starts), in minutes.
+    /// Past it the deploy stops with the stack, its status, its newest event and what to do;
+    /// `aphex deploy --timeout` overrides it.
+    #[serde(default = "defaults::deploy_timeout", skip_serializing_if = "defaults::is_deploy_timeout")]
+    #[schemars(range(min = 1, max = 1440))]
+    pub deploy_timeout_minutes: u32,
+
     /// Post-deploy tests, run after every stack of this environment deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<TestSettings>,
@@ -248,8 +256,10 @@ pub enum Approval {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackRef {
-    /// The stack's name in the cloud assembly: its stack name, display name, or a stage path pattern
-    /// such as `Prod/*`.
+    /// The stack's name in the cloud assembly: its stack name, its display name (the construct path
+    /// `cdk ls` prints, e.g. `Outer/Inner/Api` for a stack in Stage `Inner` in Stage `Outer`), or a
+    /// pattern matched against display names as the CDK CLI does: `*` within one path segment
+    /// (`Prod/*`), `**` across segments (`Prod/**`).
     #[schemars(example = &"MyAppStack", length(min = 1, max = 256), regex(pattern = STACK_NAME_PATTERN))]
     pub name: String,
 
@@ -262,6 +272,68 @@ pub struct StackRef {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(example = &["NetworkStack"], inner(regex(pattern = STACK_NAME_PATTERN)))]
     pub depends_on: Vec<String>,
+
+    /// Values of the stack's CloudFormation parameters (`CfnParameter`), by parameter name: a
+    /// literal, `{ssm: /parameter/name}` (an SSM parameter's value, read at deploy time) or
+    /// `{secret: name-or-arn}` (a Secrets Manager secret's value, for `NoEcho` parameters; never
+    /// printed). They override the app's own values; `aphex deploy --parameters` overrides them. A
+    /// template parameter with no `Default` and no value is refused before anything is deployed.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(
+        example = &example_parameters(),
+        extend("propertyNames" = { "pattern": PARAMETER_NAME_PATTERN })
+    )]
+    pub parameters: IndexMap<String, ParameterSource>,
+}
+
+/// Where a stack parameter's value comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ParameterSource {
+    /// The value itself (a string, number or boolean, passed as its text).
+    Literal(Literal),
+    /// The value of an SSM parameter of the environment's account and region (SecureString
+    /// decrypted), read when the environment deploys.
+    Ssm(SsmSource),
+    /// The value of a Secrets Manager secret (`SecretString`), read when the environment deploys.
+    Secret(SecretSource),
+}
+
+/// A literal parameter value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Literal {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Literal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Literal::Text(s) => f.write_str(s),
+            Literal::Number(n) => write!(f, "{n}"),
+            Literal::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// `{ssm: /name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmSource {
+    /// The SSM parameter's name (or ARN).
+    #[schemars(example = &"/myapp/dev/alert-email", regex(pattern = SSM_PARAMETER_PATTERN))]
+    pub ssm: String,
+}
+
+/// `{secret: name-or-arn}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// The secret's name or ARN.
+    #[schemars(example = &"myapp/dev/db-password", regex(pattern = SECRET_REF_PATTERN))]
+    pub secret: String,
 }
 
 /// Post-deploy tests of an environment.
@@ -336,11 +408,25 @@ pub const ROLE_ARN_PATTERN: &str = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z
 pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]*$";
 /// Stack names: a CloudFormation stack name, a construct path like `Prod/Api`, or a pattern like `Prod/*`.
 pub const STACK_NAME_PATTERN: &str = r"^[A-Za-z0-9*][A-Za-z0-9/*._-]*$";
+/// A CloudFormation parameter name (alphanumeric, as CloudFormation requires of logical ids).
+pub const PARAMETER_NAME_PATTERN: &str = r"^[A-Za-z0-9]{1,255}$";
+/// An SSM parameter name (`/a/b`, `name`) or ARN.
+pub const SSM_PARAMETER_PATTERN: &str = r"^(arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[A-Za-z0-9_.\-/]+|/?[A-Za-z0-9_.\-][A-Za-z0-9_.\-/]*)$";
 /// A plausible e-mail address (SNS confirms it anyway).
 pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
 /// A Secrets Manager secret name or ARN; a URL does not match (`:` only appears in ARNs).
 pub const SECRET_REF_PATTERN: &str =
     r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+|[A-Za-z0-9/_+=.@-]+)$";
+
+fn example_parameters() -> IndexMap<String, ParameterSource> {
+    IndexMap::from([
+        ("AlertEmail".to_owned(), ParameterSource::Literal(Literal::Text("ops@example.com".into()))),
+        (
+            "DbPassword".to_owned(),
+            ParameterSource::Secret(SecretSource { secret: "myapp/dev/db-password".into() }),
+        ),
+    ])
+}
 
 fn example_env() -> IndexMap<String, String> {
     IndexMap::from([("NODE_OPTIONS".to_owned(), "--max-old-space-size=4096".to_owned())])
@@ -377,6 +463,12 @@ pub mod defaults {
     }
     pub fn test_timeout() -> u32 {
         15
+    }
+    pub fn deploy_timeout() -> u32 {
+        60
+    }
+    pub fn is_deploy_timeout(v: &u32) -> bool {
+        *v == deploy_timeout()
     }
     pub fn synth_command() -> String {
         "npx cdk synth".into()

@@ -499,7 +499,7 @@ impl Ctx<'_> {
             ),
             "environments[].role" => (
                 format!("`{text}` is not an IAM role ARN"),
-                "write `arn:aws:iam::<12-digit account>:role/<role name>`, e.g. arn:aws:iam::123456789012:role/aphex-deploy".into(),
+                "write `arn:<partition>:iam::<12-digit account>:role/<role name>` with the region's partition (aws, aws-cn, aws-us-gov, ...), e.g. arn:aws:iam::123456789012:role/aphex-deploy".into(),
             ),
             "environments[].stacks[].name" | "environments[].stacks[].dependsOn[]" => (
                 format!("`{text}` is not a valid stack name"),
@@ -515,7 +515,7 @@ impl Ctx<'_> {
             ),
             "notifications.snsTopicArn" => (
                 format!("`{text}` is not an SNS topic ARN"),
-                "write `arn:aws:sns:<region>:<account>:<topic>`, e.g. arn:aws:sns:us-east-1:123456789012:deployments"
+                "write `arn:<partition>:sns:<region>:<account>:<topic>`, e.g. arn:aws:sns:us-east-1:123456789012:deployments"
                     .into(),
             ),
             "notifications.slack.webhookSecret" if text.contains("://") => (

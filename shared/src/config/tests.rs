@@ -65,7 +65,7 @@ fn stacks() -> impl Strategy<Value = Vec<StackRef>> {
                             }
                         }
                     }
-                    StackRef { name: name.clone(), path, depends_on }
+                    StackRef { name: name.clone(), path, depends_on, parameters: Default::default() }
                 })
                 .collect()
         })
@@ -93,6 +93,7 @@ fn environment(name: String) -> impl Strategy<Value = Environment> {
             stacks,
             tests: tests.map(|(commands, timeout_minutes)| TestSettings { commands, timeout_minutes }),
             env,
+            deploy_timeout_minutes: crate::config::defaults::deploy_timeout(),
         })
 }
 

@@ -64,19 +64,52 @@ pub struct DeployedStack {
     pub parameters: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     pub termination_protection: bool,
+    /// SNS topics the stack notifies, whoever attached them.
+    pub notification_arns: Vec<String>,
+    /// The execution role CloudFormation uses for the stack, if it has one.
+    pub role_arn: Option<String>,
 }
 
-/// What to create or update.
+/// The value a deploy gives one template parameter.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ParameterValue {
+    /// This value. A `secret` one (a NoEcho parameter, a value read from Secrets Manager or an SSM
+    /// SecureString) never appears in Debug output, logs or reports.
+    Value { value: String, secret: bool },
+    /// CloudFormation's `UsePreviousValue`: the value the deployed stack has.
+    Previous,
+}
+
+impl ParameterValue {
+    /// A plain value.
+    pub fn plain(value: impl Into<String>) -> Self {
+        ParameterValue::Value { value: value.into(), secret: false }
+    }
+}
+
+impl std::fmt::Debug for ParameterValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParameterValue::Value { secret: true, .. } => f.write_str("****"),
+            ParameterValue::Value { value, .. } => write!(f, "{value:?}"),
+            ParameterValue::Previous => f.write_str("(previous value)"),
+        }
+    }
+}
+
+/// What to create or update. A setting that is None is not sent, so CloudFormation keeps what the
+/// stack has.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StackInput {
     pub stack_name: String,
     pub template_body: Option<String>,
     pub template_url: Option<String>,
-    pub parameters: BTreeMap<String, String>,
-    pub tags: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, ParameterValue>,
+    pub tags: Option<BTreeMap<String, String>>,
+    /// The execution role (`RoleARN`).
     pub role_arn: Option<String>,
-    pub notification_arns: Vec<String>,
-    pub termination_protection: bool,
+    pub notification_arns: Option<Vec<String>>,
+    pub termination_protection: Option<bool>,
 }
 
 /// The outcome of an UpdateStack call.
@@ -148,6 +181,10 @@ pub trait StackDeployer: Send + Sync {
     /// The events at or after `since_ms` (milliseconds since the epoch), newest first, across pages.
     async fn stack_events(&self, name: &str, since_ms: i64) -> Result<Vec<StackEvent>, CloudError>;
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError>;
+    /// The stack's newest event, whatever operation it belongs to.
+    async fn newest_event(&self, name: &str) -> Result<Option<StackEvent>, CloudError> {
+        Ok(self.stack_events(name, i64::MIN).await?.into_iter().next())
+    }
 }
 
 /// S3, for publishing file assets.
@@ -168,6 +205,13 @@ pub trait Cloud: Send + Sync {
         role: Option<&str>,
         region: &str,
         name: &str,
+    ) -> Result<Option<String>, CloudError>;
+    /// A Secrets Manager secret's `SecretString` (`id`: name or ARN), None when it does not exist.
+    async fn secret_value(
+        &self,
+        role: Option<&str>,
+        region: &str,
+        id: &str,
     ) -> Result<Option<String>, CloudError>;
     /// The HTTPS URL CloudFormation reads an uploaded template from.
     fn template_url(&self, bucket: &str, key: &str, region: &str) -> String;
@@ -191,6 +235,7 @@ struct Clients {
     cloudformation: Arc<SdkStackDeployer>,
     s3: Arc<SdkAssetStore>,
     ssm: aws_sdk_ssm::Client,
+    secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl SdkCloud {
@@ -217,6 +262,7 @@ impl SdkCloud {
             }),
             s3: Arc::new(SdkAssetStore { client: crate::aws::s3_client(&config) }),
             ssm: aws_sdk_ssm::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
         };
         Ok(self.lock_clients().entry(key).or_insert(built).clone())
     }
@@ -244,17 +290,34 @@ impl Cloud for SdkCloud {
         name: &str,
     ) -> Result<Option<String>, CloudError> {
         let client = self.clients(role, region).await?.ssm;
-        match client.get_parameter().name(name).send().await {
+        match client.get_parameter().name(name).with_decryption(true).send().await {
             Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => Ok(None),
             Err(e) => Err(CloudError::sdk("ssm:GetParameter", e)),
         }
     }
 
+    async fn secret_value(
+        &self,
+        role: Option<&str>,
+        region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let client = self.clients(role, region).await?.secrets;
+        match client.get_secret_value().secret_id(id).send().await {
+            Ok(out) => Ok(out.secret_string),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(CloudError::sdk("secretsmanager:GetSecretValue", e)),
+        }
+    }
+
     fn template_url(&self, bucket: &str, key: &str, region: &str) -> String {
         match &self.endpoint {
             Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
-            None => format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"),
+            // The SDK's endpoint rules know every partition's DNS suffix; for a region they lack,
+            // CloudFormation refuses the s3:// form and names the URL.
+            None => crate::aws::s3_object_url(bucket, key, region)
+                .unwrap_or_else(|| format!("s3://{bucket}/{key}")),
         }
     }
 }
@@ -273,13 +336,20 @@ fn parameters(input: &StackInput) -> Option<Vec<Parameter>> {
         input
             .parameters
             .iter()
-            .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+            .map(|(k, v)| match v {
+                ParameterValue::Value { value, .. } => {
+                    Parameter::builder().parameter_key(k).parameter_value(value).build()
+                }
+                ParameterValue::Previous => {
+                    Parameter::builder().parameter_key(k).use_previous_value(true).build()
+                }
+            })
             .collect(),
     )
 }
 
 fn tags(input: &StackInput) -> Option<Vec<Tag>> {
-    Some(input.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect())
+    input.tags.as_ref().map(|t| t.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect())
 }
 
 /// True for CloudFormation's "nothing to do" answers.
@@ -330,6 +400,8 @@ impl StackDeployer for SdkStackDeployer {
                 .filter_map(|t| Some((t.key?, t.value?)))
                 .collect(),
             termination_protection: stack.enable_termination_protection.unwrap_or(false),
+            notification_arns: stack.notification_arns.unwrap_or_default(),
+            role_arn: stack.role_arn,
         }))
     }
 
@@ -354,9 +426,9 @@ impl StackDeployer for SdkStackDeployer {
             .set_parameters(parameters(input))
             .set_tags(tags(input))
             .set_role_arn(input.role_arn.clone())
-            .set_notification_arns(Some(input.notification_arns.clone()))
+            .set_notification_arns(input.notification_arns.clone())
             .set_capabilities(Some(CAPABILITIES.to_vec()))
-            .enable_termination_protection(input.termination_protection)
+            .set_enable_termination_protection(input.termination_protection)
             .on_failure(aws_sdk_cloudformation::types::OnFailure::Rollback)
             .send()
             .await
@@ -374,7 +446,7 @@ impl StackDeployer for SdkStackDeployer {
             .set_parameters(parameters(input))
             .set_tags(tags(input))
             .set_role_arn(input.role_arn.clone())
-            .set_notification_arns(Some(input.notification_arns.clone()))
+            .set_notification_arns(input.notification_arns.clone())
             .set_capabilities(Some(CAPABILITIES.to_vec()))
             .send()
             .await;
@@ -422,7 +494,7 @@ impl StackDeployer for SdkStackDeployer {
             .set_parameters(parameters(input))
             .set_tags(tags(input))
             .set_role_arn(input.role_arn.clone())
-            .set_notification_arns(Some(input.notification_arns.clone()))
+            .set_notification_arns(input.notification_arns.clone())
             .set_capabilities(Some(CAPABILITIES.to_vec()))
             .on_stack_failure(OnStackFailure::Rollback)
             .send()
@@ -498,6 +570,25 @@ impl StackDeployer for SdkStackDeployer {
             }
         }
         Ok(events)
+    }
+
+    async fn newest_event(&self, name: &str) -> Result<Option<StackEvent>, CloudError> {
+        // One page, newest first: a long-lived stack's history is not read.
+        let out = self
+            .client
+            .describe_stack_events()
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| CloudError::sdk("cloudformation:DescribeStackEvents", e))?;
+        Ok(out.stack_events.unwrap_or_default().into_iter().next().map(|e| StackEvent {
+            event_id: e.event_id.unwrap_or_default(),
+            logical_id: e.logical_resource_id.unwrap_or_default(),
+            resource_type: e.resource_type.unwrap_or_default(),
+            status: e.resource_status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            reason: e.resource_status_reason,
+            timestamp_ms: e.timestamp.and_then(|t| t.to_millis().ok()).unwrap_or_default(),
+        }))
     }
 
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {

@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use globset::{Glob, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 
 use crate::assembly::{CloudAssembly, Stack};
-use crate::config::StackRef;
+use crate::config::{ParameterSource, StackRef};
+use indexmap::IndexMap;
 
 /// Why a stack selection is impossible.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum SelectError {
 pub struct PlannedStack {
     pub stack: Stack,
     pub depends_on: Vec<usize>,
+    /// The config's parameter values for it: of every `stacks[]` entry that selects it, later
+    /// entries overriding earlier ones.
+    pub parameters: IndexMap<String, ParameterSource>,
 }
 
 enum Matcher {
@@ -37,21 +41,29 @@ enum Matcher {
 }
 
 impl Matcher {
+    /// A glob matches as the CDK CLI's `minimatch(hierarchicalId, pattern)` does: `*` and `?` stay
+    /// within one path segment (`Outer/*` is the stacks directly in Stage `Outer`), `**` crosses
+    /// segments (`Outer/**` is every stack under it, at any depth).
     fn new(pattern: &str) -> Result<Self, SelectError> {
-        if pattern.contains(['*', '?', '[']) {
-            let glob =
-                Glob::new(pattern).map_err(|e| SelectError::BadPattern(pattern.to_owned(), e.to_string()))?;
+        if pattern.contains(['*', '?', '[', '{']) {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| SelectError::BadPattern(pattern.to_owned(), e.to_string()))?;
             Ok(Matcher::Glob(glob.compile_matcher()))
         } else {
             Ok(Matcher::Exact(pattern.to_owned()))
         }
     }
 
+    /// An exact name is a stack name, a display name (the construct path `cdk ls` prints) or an
+    /// artifact id; a glob is matched against the display name only, as the CDK CLI does
+    /// (`minimatch(hierarchicalId, pattern)`): a stack name has no `/`, so `*` would match every
+    /// stack of every Stage by its stack name.
     fn matches(&self, s: &Stack) -> bool {
-        let names = [s.stack_name.as_str(), s.display_name.as_str(), s.id.as_str()];
         match self {
-            Matcher::Exact(n) => names.contains(&n.as_str()),
-            Matcher::Glob(g) => names.iter().any(|n| g.is_match(n)),
+            Matcher::Exact(n) => [&s.stack_name, &s.display_name, &s.id].contains(&n),
+            Matcher::Glob(g) => g.is_match(&s.display_name),
         }
     }
 }
@@ -166,9 +178,18 @@ pub fn plan(
     let position: HashMap<usize, usize> = order.iter().enumerate().map(|(p, i)| (*i, p)).collect();
     Ok(order
         .iter()
-        .map(|i| PlannedStack {
-            stack: assembly.stacks[*i].clone(),
-            depends_on: edges.get(i).map(|d| d.iter().map(|d| position[d]).collect()).unwrap_or_default(),
+        .map(|i| {
+            let mut parameters = IndexMap::new();
+            for (r, found) in refs.iter().zip(&per_ref) {
+                if found.contains(i) {
+                    parameters.extend(r.parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            PlannedStack {
+                stack: assembly.stacks[*i].clone(),
+                depends_on: edges.get(i).map(|d| d.iter().map(|d| position[d]).collect()).unwrap_or_default(),
+                parameters,
+            }
         })
         .collect())
 }
@@ -229,6 +250,7 @@ mod tests {
                 name: n.to_string(),
                 path: None,
                 depends_on: d.iter().map(|s| s.to_string()).collect(),
+                parameters: Default::default(),
             })
             .collect()
     }
@@ -275,6 +297,17 @@ mod tests {
             &[("Prod/Web", &[]), ("Prod/Db", &["Prod/Web"])],
         );
         check(&[("Prod/*", &[]), ("Net", &[])], &["Prod-Db"], &[("Prod/Db", &[])]);
+    }
+
+    #[test]
+    fn globs_match_display_names_segment_by_segment_as_cdk_ls_does() {
+        // `*` stays within a path segment: `*` is the app's own stacks, `Prod/*` the Stage's.
+        check(&[("*", &[])], &[], &[("Net", &[]), ("Data", &["Net"]), ("Api", &["Data"])]);
+        check(&[("Prod/*", &[])], &[], &[("Prod/Web", &[]), ("Prod/Db", &[])]);
+        check(&[("**/Db", &[])], &[], &[("Prod/Db", &[])]);
+        // A stack name (`Prod-Db`) is matched exactly, never by a glob.
+        let err = plan(&assembly(), "dev", &refs(&[("Prod-*", &[])]), &[]).unwrap_err();
+        assert!(matches!(err, SelectError::MissingStack { .. }), "{err}");
     }
 
     #[test]

@@ -19,6 +19,11 @@ struct State {
     change_sets: HashMap<String, (StackInput, ChangeSetKind)>,
     objects: HashSet<(String, String)>,
     ssm: HashMap<String, String>,
+    secrets: HashMap<String, String>,
+    /// Stacks that stay in this status, whatever is asked (a stuck custom resource does this).
+    stuck: HashMap<String, String>,
+    /// Stacks that get stuck in UPDATE_IN_PROGRESS at their next update.
+    stick_at_update: HashSet<String>,
     /// Logical ids whose creation fails.
     failing: HashSet<String>,
     /// Every mutating call, in order.
@@ -132,15 +137,29 @@ impl State {
                 p.iter().filter_map(|(k, v)| Some((k.clone(), v["Default"].as_str()?.to_owned()))).collect()
             })
             .unwrap_or_default();
-        parameters.extend(input.parameters.clone());
+        // CloudFormation keeps what an update does not send.
+        let before = self.stacks.get(&name).map(|(d, _)| d.clone()).unwrap_or_default();
+        for (k, v) in &input.parameters {
+            let value = match v {
+                ParameterValue::Value { value, .. } => value.clone(),
+                ParameterValue::Previous => before.parameters.get(k).cloned().unwrap_or_default(),
+            };
+            parameters.insert(k.clone(), value);
+        }
         let stack = DeployedStack {
             stack_id: format!("arn:aws:cloudformation:us-east-1:111111111111:stack/{name}/1"),
             status: status.into(),
             status_reason: None,
             outputs,
             parameters,
-            tags: input.tags.clone(),
-            termination_protection: input.termination_protection,
+            tags: input.tags.clone().unwrap_or(before.tags),
+            termination_protection: if create {
+                input.termination_protection.unwrap_or(false)
+            } else {
+                before.termination_protection
+            },
+            notification_arns: input.notification_arns.clone().unwrap_or(before.notification_arns),
+            role_arn: input.role_arn.clone().or(before.role_arn),
         };
         let body = if failed && !create { self.stacks[&name].1.clone() } else { body };
         self.stacks.insert(name, (stack, body));
@@ -152,11 +171,18 @@ impl StackDeployer for Fake {
     async fn describe_stack(&self, name: &str) -> Result<Option<DeployedStack>, CloudError> {
         let mut s = self.0.lock().unwrap();
         s.reads.push(format!("DescribeStacks {name}"));
-        Ok(s.stacks
+        let found = s
+            .stacks
             .values()
             .find(|(d, _)| d.stack_id == name)
             .or_else(|| s.stacks.get(name))
-            .map(|(d, _)| d.clone()))
+            .map(|(d, _)| d.clone());
+        Ok(found.map(|mut d| {
+            if let Some(status) = s.stuck.get(name) {
+                d.status = status.clone();
+            }
+            d
+        }))
     }
     async fn template_body(&self, name: &str) -> Result<String, CloudError> {
         let mut s = self.0.lock().unwrap();
@@ -172,10 +198,27 @@ impl StackDeployer for Fake {
     async fn update_stack(&self, input: &StackInput) -> Result<UpdateStarted, CloudError> {
         let mut s = self.0.lock().unwrap();
         let (d, body) = &s.stacks[&input.stack_name];
-        if Some(body) == input.template_body.as_ref() && d.tags == input.tags {
+        if Some(body) == input.template_body.as_ref()
+            && input.tags.as_ref().is_none_or(|t| *t == d.tags)
+            && input.notification_arns.as_ref().is_none_or(|n| *n == d.notification_arns)
+        {
             return Ok(UpdateStarted::NoChanges);
         }
         s.writes.push(format!("UpdateStack {}", input.stack_name));
+        if s.stick_at_update.remove(&input.stack_name) {
+            let name = input.stack_name.clone();
+            event(
+                &mut s,
+                &name,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "UPDATE_IN_PROGRESS",
+                Some("User Initiated"),
+            );
+            event(&mut s, &name, "Hook", "AWS::CloudFormation::CustomResource", "UPDATE_IN_PROGRESS", None);
+            s.stuck.insert(name, "UPDATE_IN_PROGRESS".into());
+            return Ok(UpdateStarted::Started);
+        }
         s.apply(input, false);
         Ok(UpdateStarted::Started)
     }
@@ -227,7 +270,12 @@ impl StackDeployer for Fake {
                 replacement: "False".into(),
             });
         }
-        if changes.is_empty() {
+        // Stack-level settings count as changes too (the change set applies them).
+        let settings_differ = s.stacks.get(&input.stack_name).is_some_and(|(d, _)| {
+            input.tags.as_ref().is_some_and(|t| *t != d.tags)
+                || input.notification_arns.as_ref().is_some_and(|n| *n != d.notification_arns)
+        });
+        if changes.is_empty() && !settings_differ {
             return Ok(ChangeSetInfo { status: "FAILED".into(), status_reason: Some("The submitted information didn't contain changes. Submit different information to create a change set.".into()), changes });
         }
         Ok(ChangeSetInfo { status: "CREATE_COMPLETE".into(), status_reason: None, changes })
@@ -295,8 +343,32 @@ impl Cloud for Fake {
     ) -> Result<Option<String>, CloudError> {
         Ok(self.0.lock().unwrap().ssm.get(name).cloned())
     }
+    async fn secret_value(
+        &self,
+        _role: Option<&str>,
+        _region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        Ok(self.0.lock().unwrap().secrets.get(id).cloned())
+    }
     fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
         format!("https://{bucket}/{key}")
+    }
+}
+
+/// A stack with no template or assets, for pure tests.
+pub(crate) fn bare_stack(display: &str, name: &str) -> Stack {
+    Stack {
+        id: name.into(),
+        stack_name: name.into(),
+        display_name: display.into(),
+        environment: "aws://unknown-account/unknown-region".into(),
+        template_path: Default::default(),
+        properties: Default::default(),
+        dependencies: vec![],
+        file_assets: vec![],
+        docker_assets: vec![],
+        assets_bootstrap: None,
     }
 }
 
@@ -317,7 +389,8 @@ fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str)
         .map(|r| (r.to_string(), json!({"Type": "AWS::SQS::Queue", "Properties": {"V": value}})))
         .collect();
     let template = json!({"Resources": res, "Outputs": {"Out": {"Value": value}},
-        "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version"}}});
+        "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/cdk-bootstrap/hnb659fds/version",
+            "Description": "Version of the CDK Bootstrap resources in this environment, automatically retrieved from SSM Parameter Store. [cdk:skip]"}}});
     let path = dir.join(format!("{name}.template.json"));
     std::fs::write(&path, template.to_string()).unwrap();
     let code = dir.join(format!("{name}-code"));
@@ -334,7 +407,7 @@ fn stack(dir: &Path, name: &str, deps: &[&str], resources: &[&str], value: &str)
             assume_role_arn: Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/deploy".into()),
             requires_bootstrap_stack_version: Some(6),
             bootstrap_stack_version_ssm_parameter: Some("/cdk-bootstrap/hnb659fds/version".into()),
-            tags: BTreeMap::from([("team".to_owned(), "x".to_owned())]),
+            tags: Some(BTreeMap::from([("team".to_owned(), "x".to_owned())])),
             ..Default::default()
         },
         dependencies: deps.iter().map(|d| d.to_string()).collect(),
@@ -360,7 +433,12 @@ fn plan_of(stacks: Vec<Stack>) -> Vec<PlannedStack> {
     let refs: Vec<crate::config::StackRef> = asm
         .stacks
         .iter()
-        .map(|s| crate::config::StackRef { name: s.stack_name.clone(), path: None, depends_on: vec![] })
+        .map(|s| crate::config::StackRef {
+            name: s.stack_name.clone(),
+            path: None,
+            depends_on: vec![],
+            parameters: Default::default(),
+        })
         .collect();
     select::plan(&asm, "dev", &refs, &[]).unwrap()
 }
@@ -409,6 +487,121 @@ async fn deploys_in_order_then_skips_unchanged_without_any_write() {
             "a no-op deploy writes nothing: {:?}",
             &fake.writes()[before..]
         );
+    }
+}
+
+/// A topic attached outside the app stays through updates when the app sets none; notification
+/// ARNs, tags or termination protection the app changes are deployed with an unchanged template.
+#[tokio::test]
+async fn stack_settings_are_kept_unless_set_and_deployed_when_changed() {
+    for method in [Method::Direct, Method::ChangeSet] {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = Fake::bootstrapped();
+        let deploy = |s: Stack| {
+            let fake = fake.clone();
+            async move {
+                let r = deploy_plan(Arc::new(fake), &env(), plan_of(vec![s]), &options(method)).await;
+                assert!(r.success(), "{:?}", r.failures());
+                r.stacks[0].outcome.clone()
+            }
+        };
+        let topic = "arn:aws:sns:us-east-1:111111111111:ops".to_owned();
+        assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "1")).await, StackOutcome::Deployed);
+        fake.0.lock().unwrap().stacks.get_mut("A").unwrap().0.notification_arns = vec![topic.clone()];
+        // A new template; the app sets no notification ARNs: the topic stays.
+        assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "2")).await, StackOutcome::Deployed);
+        assert_eq!(fake.0.lock().unwrap().stacks["A"].0.notification_arns, std::slice::from_ref(&topic));
+        assert_eq!(deploy(stack(tmp.path(), "A", &[], &["Q"], "2")).await, StackOutcome::Unchanged);
+
+        // The same template with settings the app changes: each one deploys, then is unchanged.
+        let mut s = stack(tmp.path(), "A", &[], &["Q"], "2");
+        let new_topic = "arn:aws:sns:us-east-1:111111111111:deploys".to_owned();
+        s.properties.notification_arns = Some(vec![new_topic.clone()]);
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Deployed);
+        assert_eq!(fake.0.lock().unwrap().stacks["A"].0.notification_arns, [new_topic]);
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Unchanged);
+        s.properties.tags = Some(BTreeMap::from([("team".to_owned(), "y".to_owned())]));
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Deployed);
+        assert_eq!(deploy(s.clone()).await, StackOutcome::Unchanged);
+        s.properties.termination_protection = Some(true);
+        assert_ne!(deploy(s.clone()).await, StackOutcome::Unchanged);
+        assert!(fake.0.lock().unwrap().stacks["A"].0.termination_protection);
+        assert_eq!(deploy(s).await, StackOutcome::Unchanged);
+    }
+}
+
+/// Waits that never end, on the in-memory CloudFormation: moto cannot be used, nothing is ever
+/// IN_PROGRESS there. A stack already in UPDATE_IN_PROGRESS when the deploy starts, and one whose
+/// own update never finishes, each stop at the deadline with the stack, its status, the newest event
+/// and what to do.
+#[tokio::test]
+async fn every_wait_has_a_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Fake::bootstrapped();
+    let opts = DeployOptions {
+        timeout: Some(Duration::from_millis(60)),
+        heartbeat: Duration::from_millis(20),
+        ..options(Method::Direct)
+    };
+    let deploy = |value: &str| {
+        let (fake, opts) = (fake.clone(), opts.clone());
+        let s = stack(tmp.path(), "A", &[], &["Q"], value);
+        async move { deploy_plan(Arc::new(fake), &env(), plan_of(vec![s]), &opts).await }
+    };
+    assert!(deploy("1").await.success());
+
+    // Someone else's operation never ends.
+    {
+        let mut s = fake.0.lock().unwrap();
+        event(
+            &mut s,
+            "A",
+            "Hook",
+            "AWS::CloudFormation::CustomResource",
+            "UPDATE_IN_PROGRESS",
+            Some("waiting for a response"),
+        );
+        s.stuck.insert("A".into(), "UPDATE_IN_PROGRESS".into());
+    }
+    let writes = fake.writes().len();
+    let report = deploy("2").await;
+    let StackOutcome::Failed { message, final_status, .. } = &report.stacks[0].outcome else {
+        panic!("{:?}", report.stacks[0].outcome)
+    };
+    assert!(
+        message.starts_with("stack A: gave up waiting for the operation already running after "),
+        "{message}"
+    );
+    assert!(message.contains("it is still UPDATE_IN_PROGRESS"), "{message}");
+    assert!(
+        message.contains("newest event: Hook AWS::CloudFormation::CustomResource UPDATE_IN_PROGRESS (waiting for a response)"),
+        "{message}"
+    );
+    assert!(message.contains("cancel-update-stack --stack-name A"), "{message}");
+    assert_eq!(final_status.as_deref(), Some("UPDATE_IN_PROGRESS"));
+    assert_eq!(fake.writes().len(), writes, "nothing written while someone else's operation runs");
+
+    // Our own update never ends.
+    {
+        let mut s = fake.0.lock().unwrap();
+        s.stuck.clear();
+        s.stick_at_update.insert("A".into());
+    }
+    let report = deploy("3").await;
+    let StackOutcome::Failed { message, .. } = &report.stacks[0].outcome else {
+        panic!("{:?}", report.stacks[0].outcome)
+    };
+    assert!(message.starts_with("stack A: gave up waiting for its deploy after "), "{message}");
+    assert!(
+        message.contains("newest event: Hook AWS::CloudFormation::CustomResource UPDATE_IN_PROGRESS"),
+        "{message}"
+    );
+}
+
+#[test]
+fn waited_times_read_well() {
+    for (secs, text) in [(0.0, "0.0s"), (6.25, "6.2s"), (65.0, "1m05s"), (3723.0, "1h02m03s")] {
+        assert_eq!(wait::elapsed_text(Duration::from_secs_f64(secs)), text);
     }
 }
 
@@ -611,6 +804,14 @@ mod sdk {
         ) -> Result<Option<String>, CloudError> {
             Ok(Some("30".into()))
         }
+        async fn secret_value(
+            &self,
+            _r: Option<&str>,
+            _g: &str,
+            _id: &str,
+        ) -> Result<Option<String>, CloudError> {
+            Ok(None)
+        }
         fn template_url(&self, bucket: &str, key: &str, _region: &str) -> String {
             format!("https://{bucket}/{key}")
         }
@@ -682,5 +883,63 @@ mod sdk {
         assert_eq!(report.outputs["A"]["Out"], "old");
         assert_eq!(create.num_calls(), 3, "two throttled attempts, then success");
         assert_eq!(delete_cs.num_calls(), 1, "the empty change set is cleaned up");
+    }
+
+    /// What the adapter puts on the wire: a setting the app does not set is absent from UpdateStack,
+    /// CreateStack and CreateChangeSet (CloudFormation keeps what the stack has); one it sets is sent.
+    /// moto cannot show this: it neither stores nor returns a stack's NotificationARNs on update.
+    #[tokio::test]
+    async fn unset_settings_are_absent_from_the_request() {
+        use aws_sdk_cloudformation::operation::create_stack::CreateStackOutput;
+        use aws_sdk_cloudformation::operation::update_stack::UpdateStackOutput;
+        for app_sets in [false, true] {
+            let arns = app_sets.then(|| vec!["arn:aws:sns:us-east-1:111111111111:ops".to_owned()]);
+            let tags = app_sets.then(|| BTreeMap::from([("team".to_owned(), "a".to_owned())]));
+            let input = StackInput {
+                stack_name: "A".into(),
+                template_body: Some("{}".into()),
+                notification_arns: arns.clone(),
+                tags: tags.clone(),
+                termination_protection: app_sets.then_some(true),
+                ..Default::default()
+            };
+            let same = move |n: &Option<Vec<String>>, t: &Option<Vec<aws_sdk_cloudformation::types::Tag>>| {
+                *n == arns
+                    && t.as_ref().map(|t| {
+                        t.iter()
+                            .map(|t| {
+                                (
+                                    t.key().unwrap_or_default().to_owned(),
+                                    t.value().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect::<BTreeMap<_, _>>()
+                    }) == tags
+            };
+            let (s1, s2, s3) = (same.clone(), same.clone(), same);
+            let update = mock!(Client::update_stack)
+                .match_requests(move |r| s1(&r.notification_arns, &r.tags))
+                .then_output(|| UpdateStackOutput::builder().stack_id("arn:stack/A/1").build());
+            let create = mock!(Client::create_stack)
+                .match_requests(move |r| {
+                    s2(&r.notification_arns, &r.tags)
+                        && r.enable_termination_protection == app_sets.then_some(true)
+                })
+                .then_output(|| CreateStackOutput::builder().stack_id("arn:stack/A/1").build());
+            let change_set = mock!(Client::create_change_set)
+                .match_requests(move |r| s3(&r.notification_arns, &r.tags))
+                .then_output(|| CreateChangeSetOutput::builder().id("arn:changeSet/x").build());
+            let client =
+                mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&update, &create, &change_set]);
+            let cf = cloud::SdkStackDeployer { client };
+            cf.update_stack(&input).await.unwrap();
+            cf.create_stack(&input).await.unwrap();
+            cf.create_change_set(&input, "x", ChangeSetKind::Update).await.unwrap();
+            assert_eq!(
+                (update.num_calls(), create.num_calls(), change_set.num_calls()),
+                (1, 1, 1),
+                "{app_sets}"
+            );
+        }
     }
 }

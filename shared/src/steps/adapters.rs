@@ -14,7 +14,11 @@ use crate::config::{Config, Environment, StackRef};
 /// The role a check assumes for `env`: its custom `role`, else the CDK bootstrap deploy role.
 pub fn role_for(env: &Environment) -> String {
     env.role.clone().unwrap_or_else(|| {
-        format!("arn:aws:iam::{0}:role/cdk-hnb659fds-deploy-role-{0}-{1}", env.account, env.region)
+        crate::assembly::substitute(
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}",
+            &env.account,
+            &env.region,
+        )
     })
 }
 
@@ -214,9 +218,15 @@ impl OwnStackFirst {
             account: own.account.clone(),
             role: None,
             approval: crate::config::Approval::None,
-            stacks: vec![StackRef { name: own.name.clone(), path: None, depends_on: Vec::new() }],
+            stacks: vec![StackRef {
+                name: own.name.clone(),
+                path: None,
+                depends_on: Vec::new(),
+                parameters: Default::default(),
+            }],
             tests: None,
             env: Default::default(),
+            deploy_timeout_minutes: crate::config::defaults::deploy_timeout(),
         };
         let mut scoped = config.clone();
         scoped.environments = vec![env];

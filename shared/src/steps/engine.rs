@@ -281,6 +281,16 @@ impl Cloud for WatchedCloud {
         self.inner.ssm_parameter(role, region, name).await
     }
 
+    async fn secret_value(
+        &self,
+        role: Option<&str>,
+        region: &str,
+        id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let _t = self.watch.call();
+        self.inner.secret_value(role, region, id).await
+    }
+
     fn template_url(&self, bucket: &str, key: &str, region: &str) -> String {
         self.inner.template_url(bucket, key, region)
     }
@@ -380,6 +390,11 @@ impl StackDeployer for WatchedDeployer {
             self.watch.events(name, list);
         }
         events
+    }
+
+    async fn newest_event(&self, name: &str) -> Result<Option<StackEvent>, CloudError> {
+        let _t = self.watch.call();
+        self.inner.newest_event(name).await
     }
 
     async fn set_termination_protection(&self, name: &str, enabled: bool) -> Result<(), CloudError> {
