@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use aphex::artifacts::{ArtifactStore, LocalStore, S3Store, s3_client_from_env};
 use aphex::steps::{self, RunInfo, StepContext};
-use clap::{Args as ClapArgs, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -101,6 +101,54 @@ enum Stage {
         #[arg(long)]
         no_event: bool,
     },
+    /// Run several stages one after another in this process, stopping at the first that fails: what a
+    /// pod running several stages executes (`aphex::plan::Plan::pods`). Each stage is given as a word
+    /// count followed by that many words of its `aphex step ...` command line without the program name:
+    /// `aphex step chain 3 step validate --flag 2 step build`.
+    Chain {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1.., value_name = "N WORDS")]
+        stages: Vec<String>,
+    },
+}
+
+/// One stage's command line inside `aphex step chain`.
+#[derive(Debug, Parser)]
+#[command(name = "aphex", no_binary_name = true)]
+struct ChainedStage {
+    #[command(subcommand)]
+    command: ChainedCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChainedCommand {
+    Step(Args),
+}
+
+/// Splits `N w1..wN M w1..wM ...` into the stages' parsed arguments.
+fn chained_stages(words: &[String]) -> anyhow::Result<Vec<Args>> {
+    let mut stages = Vec::new();
+    let mut rest = words;
+    while let Some((count, tail)) = rest.split_first() {
+        let n: usize = count.parse().with_context(|| {
+            format!("`aphex step chain`: expected the word count of the next stage, found `{count}`")
+        })?;
+        if n > tail.len() {
+            bail!("`aphex step chain`: a stage of {n} words, but only {} words follow", tail.len());
+        }
+        let (line, next) = tail.split_at(n);
+        let ChainedCommand::Step(args) = ChainedStage::try_parse_from(line)
+            .with_context(|| format!("`aphex step chain`: stage `{}`", line.join(" ")))?
+            .command;
+        if matches!(args.stage, Stage::Chain { .. }) {
+            bail!("`aphex step chain`: a chain cannot contain another chain");
+        }
+        stages.push(args);
+        rest = next;
+    }
+    if stages.is_empty() {
+        bail!("`aphex step chain`: no stage given");
+    }
+    Ok(stages)
 }
 
 async fn context(
@@ -138,7 +186,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
+    if let Stage::Chain { stages } = &args.stage {
+        // Parse every stage first: a malformed later stage fails before the first one runs.
+        for stage in chained_stages(stages)? {
+            let code = Box::pin(run_async(stage)).await?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = match args.stage {
+        Stage::Chain { .. } => Ok(()),
         Stage::Validate(common) => {
             let ctx = context(&common, None, None).await?;
             steps::build::ensure_source(&ctx).await?;
@@ -218,5 +277,63 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("error: {err}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stage: &str, branch: &str) -> Vec<String> {
+        let mut w: Vec<String> = ["step", stage].iter().map(|s| s.to_string()).collect();
+        for (flag, value) in [("--repo-url", "r"), ("--commit-sha", "abc1234"), ("--branch", branch), ("--run-id", "x")]
+        {
+            w.push(flag.into());
+            w.push(value.into());
+        }
+        w
+    }
+
+    fn chain(lines: &[Vec<String>]) -> Vec<String> {
+        lines.iter().flat_map(|l| std::iter::once(l.len().to_string()).chain(l.iter().cloned())).collect()
+    }
+
+    fn check(words: Vec<String>, expect: Result<Vec<(&str, &str)>, &str>) {
+        let got = chained_stages(&words).map(|stages| {
+            stages
+                .iter()
+                .map(|a| match &a.stage {
+                    Stage::Validate(c) => ("validate", c.branch.clone()),
+                    Stage::Build(c) => ("build", c.branch.clone()),
+                    Stage::Pipeline { common, .. } => ("pipeline", common.branch.clone()),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        });
+        match (got, expect) {
+            (Ok(got), Ok(want)) => {
+                let want: Vec<(&str, String)> = want.iter().map(|(s, b)| (*s, b.to_string())).collect();
+                assert_eq!(got, want);
+            }
+            (Err(e), Err(want)) => assert!(format!("{e:#}").contains(want), "{e:#}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn chain_splits_by_counts_whatever_the_values() {
+        // Values that look like counts or flags stay values: the counts decide.
+        check(
+            chain(&[line("validate", "3"), line("build", "--"), line("pipeline", "main")]),
+            Ok(vec![("validate", "3"), ("build", "--"), ("pipeline", "main")]),
+        );
+        check(vec![], Err("no stage given"));
+        check(vec!["x".into()], Err("expected the word count"));
+        check(vec!["40".into(), "step".into()], Err("only 1 words follow"));
+        let nested = chain(&[vec!["step".into(), "chain".into(), "1".into(), "step".into()]]);
+        check(nested, Err("cannot contain another chain"));
+        let mut bad = chain(&[line("validate", "main")]);
+        bad.extend(chain(&[vec!["step".into(), "nope".into()]]));
+        check(bad, Err("stage `step nope`"));
     }
 }

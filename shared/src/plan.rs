@@ -20,6 +20,20 @@ use crate::config::{Approval, Concurrency, Config, Environment};
 /// Where a deploy step writes its stack outputs (JSON) inside its pod, and where a test step reads them.
 pub const OUTPUTS_FILE: &str = "/tmp/aphex/outputs.json";
 
+/// The pod that runs `validate`, `build` and `pipeline` one after another.
+///
+/// Why one pod: each pod costs a scheduling round (Argo requeues a workflow at most once per
+/// `DEFAULT_REQUEUE_TIME`, at least 1 s, after each pod event) plus, on EKS, a pod start and a clone.
+/// The three stages always run in sequence on the same commit, so splitting them buys nothing but
+/// that latency. Likewise an environment's tests run in its deploy pod (`deploy-<env>`): they read the
+/// stack outputs from the file the deploy wrote, with no hand-over through Argo parameters.
+pub const PREPARE_POD: &str = "prepare";
+
+/// Time limit of the validate stage (a clone, the config checks, one STS call per environment).
+const VALIDATE_SECONDS: u64 = 600;
+/// Room a stage that deploys gets on top of its CloudFormation waits: checkout, synth, asset publishing.
+const SYNTH_SECONDS: u64 = 1800;
+
 /// The whole pipeline, in execution order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,6 +80,10 @@ pub struct Stage {
     pub env: Vec<(String, String)>,
     /// Time limit of the stage, when the config bounds it (build and tests).
     pub timeout_seconds: Option<u64>,
+    /// The pod this stage runs in (Argo): stages sharing a pod run one after another in one process,
+    /// in plan order, and stop at the first failure. The local runner runs every stage in one process
+    /// anyway and ignores it. See [`PREPARE_POD`] and [`Plan::pods`].
+    pub pod: String,
 }
 
 /// What a stage does.
@@ -207,7 +225,9 @@ pub fn build(config: &Config) -> Plan {
         depends_on: vec![],
         args: step(&["validate"]),
         env: vec![],
-        timeout_seconds: None,
+        // A clone and a few API calls.
+        timeout_seconds: Some(VALIDATE_SECONDS),
+        pod: PREPARE_POD.into(),
     });
     let build_commands = config.build.commands.len().max(1) as u64;
     stages.push(Stage {
@@ -218,6 +238,7 @@ pub fn build(config: &Config) -> Plan {
         env: vec![],
         // Each command has its own limit (enforced by the step); the stage adds room for clone + upload.
         timeout_seconds: Some(u64::from(config.build.timeout_minutes) * 60 * build_commands + 600),
+        pod: PREPARE_POD.into(),
     });
     stages.push(Stage {
         id: "pipeline".into(),
@@ -225,7 +246,10 @@ pub fn build(config: &Config) -> Plan {
         depends_on: vec!["build".into()],
         args: step(&["pipeline"]),
         env: vec![],
-        timeout_seconds: None,
+        // The pipeline's own stack waits at most the default deploy deadline; rendering and applying
+        // the template take seconds.
+        timeout_seconds: Some(u64::from(crate::config::defaults::deploy_timeout()) * 60 + SYNTH_SECONDS),
+        pod: PREPARE_POD.into(),
     });
 
     let mut previous = "pipeline".to_owned();
@@ -241,10 +265,13 @@ pub fn build(config: &Config) -> Plan {
                 args: vec![],
                 env: vec![],
                 timeout_seconds: None,
+                pod: id.clone(),
             });
             deploy_deps = vec![id];
         }
         let deploy_id = format!("deploy-{}", env.name);
+        let stacks = stack_dag(env).unwrap_or_else(|_| stack_dag_lenient(env));
+        let waves = stacks.iter().map(|s| s.wave + 1).max().unwrap_or(1) as u64;
         let mut args = step(&["deploy", "--env", &env.name]);
         args.extend([Arg::Literal("--outputs-file".into()), Arg::Literal(OUTPUTS_FILE.into())]);
         stages.push(Stage {
@@ -253,12 +280,15 @@ pub fn build(config: &Config) -> Plan {
                 env: env.name.clone(),
                 region: env.region.clone(),
                 account: env.account.clone(),
-                stacks: stack_dag(env).unwrap_or_else(|_| stack_dag_lenient(env)),
+                stacks,
             },
             depends_on: deploy_deps,
             args,
             env: region_env.clone(),
-            timeout_seconds: None,
+            // Each wave's stacks wait in parallel, each at most `deployTimeoutMinutes`; plus synth
+            // and asset publishing. Longer than the engine's own deadlines, so they report first.
+            timeout_seconds: Some(waves * u64::from(env.deploy_timeout_minutes) * 60 + SYNTH_SECONDS),
+            pod: deploy_id.clone(),
         });
         previous = deploy_id.clone();
         if let Some(tests) = &env.tests {
@@ -269,10 +299,11 @@ pub fn build(config: &Config) -> Plan {
             stages.push(Stage {
                 id: id.clone(),
                 kind: StageKind::Test { env: env.name.clone() },
-                depends_on: vec![deploy_id],
+                depends_on: vec![deploy_id.clone()],
                 args,
                 env: region_env,
                 timeout_seconds: Some(u64::from(tests.timeout_minutes) * 60 * commands + 300),
+                pod: deploy_id,
             });
             previous = id;
         }
@@ -292,6 +323,7 @@ pub fn build(config: &Config) -> Plan {
         args: finalize_args,
         env: vec![],
         timeout_seconds: Some(600),
+        pod: "finalize".into(),
     };
 
     Plan {
@@ -465,6 +497,19 @@ impl Plan {
         self.stages.iter().chain(std::iter::once(&self.finalize)).find(|s| s.id == id)
     }
 
+    /// The stages grouped by the pod they run in, pods in execution order (the order of their first
+    /// stage), stages of a pod in plan order. Finalize is last, alone.
+    pub fn pods(&self) -> Vec<(&str, Vec<&Stage>)> {
+        let mut pods: Vec<(&str, Vec<&Stage>)> = Vec::new();
+        for stage in self.stages.iter().chain(std::iter::once(&self.finalize)) {
+            match pods.iter_mut().find(|(pod, _)| *pod == stage.pod) {
+                Some((_, members)) => members.push(stage),
+                None => pods.push((stage.pod.as_str(), vec![stage])),
+            }
+        }
+        pods
+    }
+
     /// The mutex serializing deploys of one environment across runs: `aphex-<pipeline>-<env>`.
     pub fn mutex_name(&self, env: &str) -> String {
         format!("aphex-{}-{}", self.pipeline, env)
@@ -528,7 +573,8 @@ impl fmt::Display for Plan {
             } else {
                 format!("  (after {})", stage.depends_on.join(", "))
             };
-            writeln!(f, "{:>3}. {:<20} {}{}", n + 1, stage.id, stage.kind, after)?;
+            let pod = if stage.pod == stage.id { String::new() } else { format!("  [pod {}]", stage.pod) };
+            writeln!(f, "{:>3}. {:<20} {}{}{}", n + 1, stage.id, stage.kind, after, pod)?;
             if let StageKind::Deploy { stacks, env, .. } = &stage.kind {
                 let waves = stacks.iter().map(|s| s.wave).max().unwrap_or(0);
                 for w in 0..=waves {

@@ -139,6 +139,25 @@ fn config_strategy() -> impl Strategy<Value = Config> {
     })
 }
 
+/// The stage words (`validate`, `deploy`, ...) a container runs: one for `aphex step X`, each chained
+/// stage's for `aphex step chain N words.. M words..`.
+fn chained_stage_words(args: &[String]) -> Vec<String> {
+    if args.get(1).map(String::as_str) != Some("chain") {
+        return args.get(1).cloned().into_iter().collect();
+    }
+    let mut out = Vec::new();
+    let mut rest = &args[2..];
+    while let Some((n, tail)) = rest.split_first() {
+        let n: usize = n.parse().unwrap_or(usize::MAX);
+        if n > tail.len() || n < 2 {
+            return vec![format!("bad chain at {rest:?}")];
+        }
+        out.push(tail[1].clone());
+        rest = &tail[n..];
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -190,8 +209,25 @@ proptest! {
             prop_assert_eq!(mutex, Some(format!("aphex-prop-{}", env.name)));
             let gate = t.spec.template(&format!("approve-{}", env.name));
             prop_assert_eq!(gate.is_some_and(|g| g.suspend.is_some()), env.approval == Approval::Manual);
-            prop_assert_eq!(t.spec.template(&format!("test-{}", env.name)).is_some(), env.tests.is_some());
+            // Tests run in the deploy's pod, after the deploy.
+            let pod = t.spec.template(&format!("deploy-{}", env.name));
+            let stages = pod.and_then(|p| p.metadata.as_ref()).and_then(|m| m.annotations.get(keys::STAGES));
+            let want = env.tests.is_some().then(|| format!(r#"["deploy-{0}","test-{0}"]"#, env.name));
+            prop_assert_eq!(stages, want.as_ref());
         }
+        // Every stage but a gate runs exactly once: in the pod the plan gives it, in plan order.
+        let mut ran = Vec::new();
+        for tpl in &t.spec.templates {
+            let Some(c) = &tpl.container else { continue };
+            ran.extend(chained_stage_words(&c.args).into_iter().map(|w| (tpl.name.clone(), w)));
+        }
+        let want: Vec<(String, String)> = p.stages.iter().chain(std::iter::once(&p.finalize))
+            .filter(|s| !s.args.is_empty())
+            .map(|s| (s.pod.clone(), s.argv(|_| String::new())[2].clone()))
+            .collect();
+        let mut sorted_want = want.clone();
+        sorted_want.sort_by_key(|(pod, _)| p.pods().iter().position(|(q, _)| q == pod));
+        prop_assert_eq!(ran, sorted_want);
         prop_assert_eq!(t.metadata.annotations.get(keys::CONFIG_SHA256), Some(&r.config_sha256));
         // Deterministic: the same config renders byte-identical YAML.
         let again = template::render_config(&config, None).map_err(|e| TestCaseError::fail(e.to_string()))?;

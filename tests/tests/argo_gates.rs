@@ -199,7 +199,7 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
         cluster::describe(&wf)
     );
     assert_eq!(node_phase(&wf, "deploy-dev"), "Failed", "{}", cluster::describe(&wf));
-    for later in ["test-dev", "approve-prod", "deploy-prod"] {
+    for later in ["approve-prod", "deploy-prod"] {
         assert!(
             ["", "Omitted", "Skipped"].contains(&node_phase(&wf, later).as_str()),
             "{later}: {}",
@@ -240,7 +240,14 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
     )
     .await;
     let old = push(&hook, &origin, "slow tests", &format!("gates-{suffix}-old")).await;
-    wait_node(&client, &old, "test-dev", &["Running"], Duration::from_secs(300)).await;
+    // The tests run in the deploy's pod: wait until the deploy is recorded, i.e. the tests are running.
+    wait_node(&client, &old, "deploy-dev", &["Running"], Duration::from_secs(300)).await;
+    let deployed = format!("runs/{old}/stages/deploy-dev.json");
+    let start = std::time::Instant::now();
+    while s3.head_object().bucket(BUCKET).key(&deployed).send().await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(300), "{deployed} never written");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     write_app(&origin.work, &config("{name: Base}", "true"), &base);
     let new = push(&hook, &origin, "newer", &format!("gates-{suffix}-new")).await;
     let wold = cluster::wait_for_phase(

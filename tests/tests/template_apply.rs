@@ -82,7 +82,7 @@ async fn apply_skip_change_reject_and_roll_back() {
     let names: Vec<&str> = main.iter().filter_map(|t| t["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["validate", "build", "pipeline", "env-dev", "env-qa", "env-staging", "approve-prod", "env-prod"]
+        ["prepare", "env-dev", "env-qa", "env-staging", "approve-prod", "env-prod"]
     );
     let history = fake.get("v1", "argo", "configmaps", "payments-history").unwrap_or_default();
     assert!(history.pointer("/data/v00000001").is_some(), "{history}");

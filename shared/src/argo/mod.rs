@@ -33,8 +33,12 @@ pub mod keys {
     pub const ROLLBACK_OF: &str = "aphex.dev/rollback-of";
     /// The pipeline name, on the template, its Workflows and their pods.
     pub const PIPELINE: &str = "aphex.dev/pipeline";
-    /// The stage kind of a pod (`validate`, `build`, `pipeline`, `deploy`, `test`, `finalize`).
+    /// The stage kind of a pod (`prepare`, `deploy`, `finalize`; `validate`, `build`, `pipeline`, `test`
+    /// for a stage alone in its pod).
     pub const STAGE: &str = "aphex.dev/stage";
+    /// On a template that runs several stages in one pod: their ids in run order, JSON
+    /// (`["validate","build","pipeline"]`).
+    pub const STAGES: &str = "aphex.dev/stages";
     /// The environment of a pod, for deploy and test stages.
     pub const ENVIRONMENT: &str = "aphex.dev/environment";
     /// On a deploy template: its stacks as deploy waves, JSON (`[["Net","Db"],["App"]]`).

@@ -1,18 +1,22 @@
 //! The renderer: `Plan` -> Argo `WorkflowTemplate`, and its YAML/JSON serialization.
 //!
 //! Shape of the output:
-//! - `main` (entrypoint) is a DAG: `validate` -> `build` -> `pipeline` -> for each environment in order
+//! - One template per pod of the plan ([`Plan::pods`]): stages sharing a pod run in it one after
+//!   another through `aphex step chain`. `prepare` runs validate, build and pipeline; `deploy-<env>`
+//!   deploys and then runs the environment's tests.
+//! - `main` (entrypoint) is a DAG: `prepare` -> for each environment in order
 //!   [`approve-<env>` (suspend)] -> `env-<env>`; `finalize` runs as the workflow's `onExit`.
-//! - `env-<env>` is a DAG holding `deploy-<env>` -> [`test-<env>`] under the mutex
+//! - `env-<env>` is a DAG holding the environment's pod (`deploy-<env>`) under the mutex
 //!   `aphex-<pipeline>-<env>`: two runs never deploy or test one environment at once, and queued runs
 //!   take the lock in creation order. The approval gate sits before the lock, so a run waiting for a
 //!   human does not block the environment.
 //! - Container templates run `aphex step ...` in the runner image with resource requests, the env's
 //!   region/account variables, and `retryStrategy` with `retryPolicy: OnError` (pod or node failures,
 //!   never a step that exited non-zero).
-//! - `deploy-<env>` exposes the stack outputs file as the output parameter `outputs`; `test-<env>` gets
-//!   it as an input parameter, written back to the same file path by a raw input artifact, so the test
-//!   step reads the file the same way in Argo and in the local runner.
+//! - A pod that deploys exposes the stack outputs file as the output parameter `outputs`. Tests in the
+//!   deploy's pod read the file directly; a test stage in another pod would get it as an input
+//!   parameter written back to the same path by a raw input artifact, so the test step reads the file
+//!   the same way in Argo and in the local runner.
 
 use std::collections::BTreeMap;
 
@@ -118,8 +122,8 @@ pub fn render(plan: &Plan, opts: &RenderOptions) -> Result<WorkflowTemplate, Ren
     for env in &plan.environments {
         templates.push(env_dag(plan, env));
     }
-    for stage in plan.stages.iter().chain(std::iter::once(&plan.finalize)) {
-        templates.push(stage_template(plan, stage));
+    for (pod, members) in plan.pods() {
+        templates.push(pod_template(plan, pod, &members));
     }
 
     Ok(WorkflowTemplate {
@@ -189,7 +193,7 @@ fn argo_expression(p: Param) -> String {
 fn main_task_of(stage: &Stage) -> String {
     match &stage.kind {
         StageKind::Deploy { env, .. } | StageKind::Test { env } => env_group(env),
-        _ => stage.id.clone(),
+        _ => stage.pod.clone(),
     }
 }
 
@@ -236,32 +240,40 @@ fn env_dag(plan: &Plan, env: &str) -> Template {
     let group = env_group(env);
     let members: Vec<&Stage> =
         plan.stages.iter().filter(|s| main_task_of(s) == group && s.env_name() == Some(env)).collect();
-    let tasks = members
-        .iter()
-        .map(|stage| {
-            let deps =
-                stage.depends_on.iter().filter(|d| members.iter().any(|m| &m.id == *d)).cloned().collect();
-            let arguments = match &stage.kind {
-                StageKind::Test { .. } => {
-                    let deploy = stage.depends_on.iter().find(|d| d.starts_with("deploy-")).cloned();
-                    deploy.map(|d| Arguments {
-                        parameters: vec![Parameter {
-                            name: OUTPUTS_PARAMETER.into(),
-                            value: Some(format!("{{{{tasks.{d}.outputs.parameters.{OUTPUTS_PARAMETER}}}}}")),
-                            ..Default::default()
-                        }],
-                    })
+    let mut tasks: Vec<DagTask> = Vec::new();
+    for stage in &members {
+        let pod = stage.pod.clone();
+        // Dependencies on stages of other pods of this group; a dependency in the same pod is met by
+        // the order inside the pod.
+        let deps: Vec<String> = stage
+            .depends_on
+            .iter()
+            .filter_map(|d| members.iter().find(|m| &m.id == d))
+            .map(|m| m.pod.clone())
+            .filter(|d| *d != pod)
+            .collect();
+        let arguments = match (&stage.kind, test_input_from(plan, stage)) {
+            (StageKind::Test { .. }, Some(deploy)) => Some(Arguments {
+                parameters: vec![Parameter {
+                    name: OUTPUTS_PARAMETER.into(),
+                    value: Some(format!("{{{{tasks.{}.outputs.parameters.{OUTPUTS_PARAMETER}}}}}", deploy.pod)),
+                    ..Default::default()
+                }],
+            }),
+            _ => None,
+        };
+        match tasks.iter_mut().find(|t| t.name == pod) {
+            Some(task) => {
+                let mut all: Vec<String> = task.depends.iter().flat_map(|d| d.split(" && ")).map(str::to_owned).collect();
+                all.extend(deps);
+                task.depends = depends_expr(all);
+                if arguments.is_some() {
+                    task.arguments = arguments;
                 }
-                _ => None,
-            };
-            DagTask {
-                name: stage.id.clone(),
-                template: stage.id.clone(),
-                depends: depends_expr(deps),
-                arguments,
             }
-        })
-        .collect();
+            None => tasks.push(DagTask { name: pod.clone(), template: pod, depends: depends_expr(deps), arguments }),
+        }
+    }
     Template {
         name: group,
         metadata: Some(env_metadata("environment", env)),
@@ -269,6 +281,17 @@ fn env_dag(plan: &Plan, env: &str) -> Template {
         dag: Some(DagTemplate { tasks }),
         ..Default::default()
     }
+}
+
+/// The deploy stage whose outputs a test stage reads, when it runs in another pod (then the outputs
+/// travel as an Argo parameter); `None` when they share a pod or the stage is not a test.
+fn test_input_from<'p>(plan: &'p Plan, stage: &Stage) -> Option<&'p Stage> {
+    let StageKind::Test { .. } = stage.kind else { return None };
+    stage
+        .depends_on
+        .iter()
+        .filter_map(|d| plan.stage(d))
+        .find(|d| matches!(d.kind, StageKind::Deploy { .. }) && d.pod != stage.pod)
 }
 
 fn env_metadata(stage: &str, env: &str) -> Metadata {
@@ -283,11 +306,17 @@ fn env_metadata(stage: &str, env: &str) -> Metadata {
 
 /// (cpu request, memory request, memory limit) per stage kind. Build and deploy run user tooling
 /// (npm, the CDK CLI's synth); the others only run `aphex`.
-fn resources(kind: &StageKind) -> Resources {
-    let (cpu, mem, limit) = match kind {
-        StageKind::Build | StageKind::Deploy { .. } => ("1", "2Gi", "4Gi"),
-        StageKind::Pipeline | StageKind::Test { .. } => ("500m", "1Gi", "2Gi"),
-        StageKind::Validate | StageKind::Finalize | StageKind::Approval { .. } => ("100m", "256Mi", "512Mi"),
+/// A pod running several stages gets the largest of their sizes (they run one at a time).
+fn resources<'k>(kinds: impl IntoIterator<Item = &'k StageKind>) -> Resources {
+    let size = |kind: &StageKind| match kind {
+        StageKind::Build | StageKind::Deploy { .. } => 2,
+        StageKind::Pipeline | StageKind::Test { .. } => 1,
+        StageKind::Validate | StageKind::Finalize | StageKind::Approval { .. } => 0,
+    };
+    let (cpu, mem, limit) = match kinds.into_iter().map(size).max().unwrap_or(0) {
+        2 => ("1", "2Gi", "4Gi"),
+        1 => ("500m", "1Gi", "2Gi"),
+        _ => ("100m", "256Mi", "512Mi"),
     };
     Resources {
         requests: BTreeMap::from([("cpu".to_owned(), cpu.to_owned()), ("memory".to_owned(), mem.to_owned())]),
@@ -307,77 +336,113 @@ fn stage_label(kind: &StageKind) -> &'static str {
     }
 }
 
-fn stage_template(plan: &Plan, stage: &Stage) -> Template {
-    let label = stage_label(&stage.kind);
-    let mut meta = match stage.env_name() {
+/// The template of one pod: its stages run in plan order (`aphex step chain` when there are several).
+fn pod_template(plan: &Plan, pod: &str, members: &[&Stage]) -> Template {
+    let Some(first) = members.first() else {
+        return Template { name: pod.to_owned(), ..Default::default() };
+    };
+    // A pod named after its only (or first) stage carries that stage's kind; a shared pod its own name.
+    let label = if first.id == pod { stage_label(&first.kind) } else { pod };
+    let mut meta = match first.env_name() {
         Some(env) => env_metadata(label, env),
         None => Metadata {
             labels: BTreeMap::from([(keys::STAGE.to_owned(), label.to_owned())]),
             annotations: BTreeMap::new(),
         },
     };
-    if let StageKind::Deploy { stacks, .. } = &stage.kind {
-        // The stack DAG as deploy waves, on the pod: visible in the Argo UI, and a reorder of stacks
-        // changes the template.
-        let waves = stacks.iter().map(|s| s.wave).max().map_or(0, |w| w + 1);
-        let grouped: Vec<Vec<&str>> = (0..waves)
-            .map(|w| stacks.iter().filter(|s| s.wave == w).map(|s| s.name.as_str()).collect())
-            .collect();
-        meta.annotations.insert(keys::STACKS.to_owned(), serde_json::to_string(&grouped).unwrap_or_default());
+    if members.len() > 1 {
+        let ids: Vec<&str> = members.iter().map(|s| s.id.as_str()).collect();
+        meta.annotations.insert(keys::STAGES.to_owned(), serde_json::to_string(&ids).unwrap_or_default());
+    }
+    for stage in members {
+        if let StageKind::Deploy { stacks, .. } = &stage.kind {
+            // The stack DAG as deploy waves, on the pod: visible in the Argo UI, and a reorder of
+            // stacks changes the template.
+            let waves = stacks.iter().map(|s| s.wave).max().map_or(0, |w| w + 1);
+            let grouped: Vec<Vec<&str>> = (0..waves)
+                .map(|w| stacks.iter().filter(|s| s.wave == w).map(|s| s.name.as_str()).collect())
+                .collect();
+            meta.annotations
+                .insert(keys::STACKS.to_owned(), serde_json::to_string(&grouped).unwrap_or_default());
+        }
     }
     let metadata = Some(meta);
-    if let StageKind::Approval { .. } = stage.kind {
+    if let StageKind::Approval { .. } = first.kind {
         return Template {
-            name: stage.id.clone(),
+            name: pod.to_owned(),
             metadata,
             suspend: Some(SuspendTemplate {}),
             ..Default::default()
         };
     }
 
-    let mut argv = stage.args.iter().map(|a| match a {
-        Arg::Literal(s) => s.clone(),
-        Arg::Param(p) => argo_expression(*p),
-    });
-    let command: Vec<String> = argv.next().into_iter().collect();
-    let args: Vec<String> = argv.collect();
+    let words = |stage: &Stage| -> Vec<String> {
+        stage
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Literal(s) => s.clone(),
+                Arg::Param(p) => argo_expression(*p),
+            })
+            .collect()
+    };
+    let (command, args) = match members {
+        [only] => {
+            let mut argv = words(only).into_iter();
+            (argv.next().into_iter().collect::<Vec<_>>(), argv.collect::<Vec<_>>())
+        }
+        _ => {
+            // `aphex step chain N w1..wN M w1..wM`: each stage's words after the program name, led by
+            // their count, so no value (a branch name, a path) can be taken for a separator.
+            let mut args = vec!["step".to_owned(), "chain".to_owned()];
+            let mut program = Vec::new();
+            for stage in members {
+                let mut argv = words(stage).into_iter();
+                if program.is_empty() {
+                    program.extend(argv.next());
+                } else {
+                    argv.next();
+                }
+                let rest: Vec<String> = argv.collect();
+                args.push(rest.len().to_string());
+                args.extend(rest);
+            }
+            (program, args)
+        }
+    };
 
     let mut env = vec![EnvVar { name: "APHEX_PIPELINE".into(), value: plan.pipeline.clone() }];
     if let Some(bucket) = &plan.artifact_bucket {
         env.push(EnvVar { name: "APHEX_ARTIFACT_BUCKET".into(), value: bucket.clone() });
     }
-    env.extend(stage.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: v.clone() }));
+    for (k, v) in members.iter().flat_map(|s| &s.env) {
+        if !env.iter().any(|e| &e.name == k) {
+            env.push(EnvVar { name: k.clone(), value: v.clone() });
+        }
+    }
 
-    let (inputs, outputs) = match &stage.kind {
-        StageKind::Deploy { .. } => (
-            None,
-            Some(Outputs {
-                parameters: vec![Parameter {
-                    name: OUTPUTS_PARAMETER.into(),
-                    value_from: Some(ValueFrom { path: OUTPUTS_FILE.into(), default: Some("{}".into()) }),
-                    description: Some(
-                        "Stack outputs of this environment as JSON: {stack: {key: value}}".into(),
-                    ),
-                    ..Default::default()
-                }],
-            }),
-        ),
-        StageKind::Test { .. } => (
-            Some(Inputs {
-                parameters: vec![Parameter { name: OUTPUTS_PARAMETER.into(), ..Default::default() }],
-                artifacts: vec![Artifact {
-                    name: OUTPUTS_PARAMETER.into(),
-                    path: OUTPUTS_FILE.into(),
-                    raw: RawArtifact { data: format!("{{{{inputs.parameters.{OUTPUTS_PARAMETER}}}}}") },
-                }],
-            }),
-            None,
-        ),
-        _ => (None, None),
-    };
+    let outputs = members.iter().any(|s| matches!(s.kind, StageKind::Deploy { .. })).then(|| Outputs {
+        parameters: vec![Parameter {
+            name: OUTPUTS_PARAMETER.into(),
+            value_from: Some(ValueFrom { path: OUTPUTS_FILE.into(), default: Some("{}".into()) }),
+            description: Some("Stack outputs of this environment as JSON: {stack: {key: value}}".into()),
+            ..Default::default()
+        }],
+    });
+    let inputs = members.iter().any(|s| test_input_from(plan, s).is_some()).then(|| Inputs {
+        parameters: vec![Parameter { name: OUTPUTS_PARAMETER.into(), ..Default::default() }],
+        artifacts: vec![Artifact {
+            name: OUTPUTS_PARAMETER.into(),
+            path: OUTPUTS_FILE.into(),
+            raw: RawArtifact { data: format!("{{{{inputs.parameters.{OUTPUTS_PARAMETER}}}}}") },
+        }],
+    });
+    // The pod's deadline is the sum of its stages' limits (they run one after another); a stage
+    // without one leaves the pod to the workflow's deadline.
+    let deadline: Option<u64> = members.iter().map(|s| s.timeout_seconds).sum();
 
     Template {
-        name: stage.id.clone(),
+        name: pod.to_owned(),
         metadata,
         inputs,
         outputs,
@@ -387,7 +452,7 @@ fn stage_template(plan: &Plan, stage: &Stage) -> Template {
             retry_policy: "OnError".into(),
             backoff: Backoff { duration: "10s".into(), factor: "2".into(), max_duration: "5m".into() },
         }),
-        active_deadline_seconds: stage.timeout_seconds.map(|s| s.to_string()),
+        active_deadline_seconds: deadline.map(|s| s.to_string()),
         dag: None,
         suspend: None,
         container: Some(Container {
@@ -395,7 +460,7 @@ fn stage_template(plan: &Plan, stage: &Stage) -> Template {
             command,
             args,
             env,
-            resources: resources(&stage.kind),
+            resources: resources(members.iter().map(|s| &s.kind)),
         }),
     }
 }
@@ -453,10 +518,8 @@ environments:
         let got: Vec<(String, Option<String>)> =
             main.tasks.into_iter().map(|t| (t.name, t.depends)).collect();
         let want = [
-            ("validate", None),
-            ("build", Some("validate")),
-            ("pipeline", Some("build")),
-            ("env-dev", Some("pipeline")),
+            ("prepare", None),
+            ("env-dev", Some("prepare")),
             ("approve-prod", Some("env-dev")),
             ("env-prod", Some("approve-prod")),
         ];
@@ -467,28 +530,60 @@ environments:
     }
 
     #[test]
-    fn env_group_holds_the_mutex_and_passes_outputs_to_tests() {
+    fn env_group_holds_the_mutex_and_its_pod_deploys_then_tests() {
         let t = tpl(None);
         let dev = t.spec.template("env-dev").cloned().unwrap_or_default();
         assert_eq!(dev.synchronization.map(|s| s.mutexes[0].name.clone()).as_deref(), Some("aphex-shop-dev"));
         let tasks = dev.dag.unwrap_or_default().tasks;
-        assert_eq!(tasks[1].name, "test-dev");
-        assert_eq!(tasks[1].depends.as_deref(), Some("deploy-dev"));
-        let value = tasks[1].arguments.as_ref().and_then(|a| a.parameters[0].value.clone());
-        assert_eq!(value.as_deref(), Some("{{tasks.deploy-dev.outputs.parameters.outputs}}"));
+        let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["deploy-dev"]);
+        assert!(tasks[0].arguments.is_none() && tasks[0].depends.is_none());
         let deploy = t.spec.template("deploy-dev").cloned().unwrap_or_default();
+        assert_eq!(deploy.metadata.as_ref().map(|m| m.annotations[keys::STAGES].as_str()), Some(r#"["deploy-dev","test-dev"]"#));
+        assert!(deploy.outputs.is_some() && deploy.inputs.is_none());
         let c = deploy.container.unwrap_or_default();
         assert_eq!(c.command, ["aphex"]);
-        assert_eq!(&c.args[..4], ["step", "deploy", "--env", "dev"]);
+        assert_eq!(&c.args[..2], ["step", "chain"]);
+        let n: usize = c.args[2].parse().unwrap_or_default();
+        assert_eq!(&c.args[3..7], ["step", "deploy", "--env", "dev"]);
+        assert_eq!(&c.args[4 + n..7 + n], ["step", "test", "--env"]);
         assert!(c.args.contains(&"{{workflow.parameters.commit-sha}}".to_owned()));
         assert!(c.env.contains(&EnvVar { name: "AWS_REGION".into(), value: "us-east-1".into() }));
         assert!(
             c.env.contains(&EnvVar { name: "APHEX_ARTIFACT_BUCKET".into(), value: "acme-artifacts".into() })
         );
         assert_eq!(deploy.retry_strategy.map(|r| r.retry_policy).as_deref(), Some("OnError"));
+        // Without tests an environment's pod runs the deploy alone, no chain.
+        let prod = t.spec.template("deploy-prod").cloned().unwrap_or_default().container.unwrap_or_default();
+        assert_eq!(&prod.args[..2], ["step", "deploy"]);
         assert!(
             t.spec.template("approve-prod").is_some_and(|a| a.suspend.is_some() && a.container.is_none())
         );
+        for gone in ["validate", "build", "pipeline", "test-dev"] {
+            assert!(t.spec.template(gone).is_none(), "{gone} has its own template");
+        }
+    }
+
+    #[test]
+    fn prepare_runs_validate_build_pipeline_in_one_pod() {
+        let t = tpl(None);
+        let prepare = t.spec.template("prepare").cloned().unwrap_or_default();
+        let meta = prepare.metadata.clone().unwrap_or_default();
+        assert_eq!(meta.labels[keys::STAGE], "prepare");
+        assert_eq!(meta.annotations[keys::STAGES], r#"["validate","build","pipeline"]"#);
+        // The stages' limits add up: validate 600 s, build 30 min per command + 600 s (two commands),
+        // pipeline 60 min + 1800 s: 600 + 4200 + 5400.
+        assert_eq!(prepare.active_deadline_seconds.as_deref(), Some("10200"));
+        let c = prepare.container.unwrap_or_default();
+        let stages: Vec<&str> = c
+            .args
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| *i > 0 && c.args[i - 1] == "step" && *w != "chain")
+            .map(|(_, w)| w.as_str())
+            .collect();
+        assert_eq!(stages, ["validate", "build", "pipeline"]);
+        assert_eq!(c.resources.requests["cpu"], "1", "the largest stage's size");
     }
 
     #[test]
