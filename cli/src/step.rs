@@ -286,7 +286,8 @@ mod tests {
 
     fn line(stage: &str, branch: &str) -> Vec<String> {
         let mut w: Vec<String> = ["step", stage].iter().map(|s| s.to_string()).collect();
-        for (flag, value) in [("--repo-url", "r"), ("--commit-sha", "abc1234"), ("--branch", branch), ("--run-id", "x")]
+        for (flag, value) in
+            [("--repo-url", "r"), ("--commit-sha", "abc1234"), ("--branch", branch), ("--run-id", "x")]
         {
             w.push(flag.into());
             w.push(value.into());

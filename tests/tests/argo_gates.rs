@@ -129,27 +129,42 @@ async fn mutexes_gates_supersede_and_failures_on_argo() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
-    // Two runs of dev at once: the second waits on the environment's mutex; each stops at prod's gate, and
-    // a run waiting at the gate holds no lock (the second run's dev ran meanwhile).
+    // Two runs of dev at once: whichever takes dev's mutex second waits on it; each stops at prod's gate,
+    // and a run waiting at the gate holds no lock (the second run's dev ran meanwhile).
     let hook = Webhook::start(cluster, PIPELINE, "main", &[], dir.path().join("webhook.log")).await;
-    let a = push(&hook, &origin, "run a", &format!("gates-{suffix}-a")).await;
-    let b = push(&hook, &origin, "run b", &format!("gates-{suffix}-b")).await;
-    let mut waited = false;
+    let one = push(&hook, &origin, "run a", &format!("gates-{suffix}-a")).await;
+    let two = push(&hook, &origin, "run b", &format!("gates-{suffix}-b")).await;
+    let mut waited: Vec<&str> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
-        let wb = workflow(&client, &b).await;
-        let waiting = wb.data.pointer("/status/nodes").and_then(|n| n.as_object()).is_some_and(|nodes| {
-            nodes.values().any(|n| n["message"].as_str().is_some_and(|m| m.contains("Waiting for")))
-        });
-        waited |= waiting;
-        if node_phase(&wb, "approve-prod") == "Running" {
+        let mut at_gate = 0;
+        for run in [&one, &two] {
+            let wf = workflow(&client, run).await;
+            let waiting = wf.data.pointer("/status/nodes").and_then(|n| n.as_object()).is_some_and(|nodes| {
+                nodes.values().any(|n| n["message"].as_str().is_some_and(|m| m.contains("Waiting for")))
+            });
+            if waiting && !waited.contains(&run.as_str()) {
+                waited.push(run);
+            }
+            if node_phase(&wf, "approve-prod") == "Running" {
+                at_gate += 1;
+            }
+            assert!(std::time::Instant::now() < deadline, "{}", cluster::describe(&wf));
+        }
+        if at_gate == 2 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{}", cluster::describe(&wb));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(waited, "run b never waited on dev's mutex");
-    let wa = wait_node(&client, &a, "approve-prod", &["Running"], Duration::from_secs(60)).await;
+    // `a` took the lock first (its deploy started first), `b` waited for it.
+    let started = |wf: &DynamicObject| {
+        node(wf, "deploy-dev").and_then(|n| n["startedAt"].as_str()).unwrap_or("").to_owned()
+    };
+    let (w1, w2) = (workflow(&client, &one).await, workflow(&client, &two).await);
+    let (a, b) =
+        if started(&w1) <= started(&w2) { (one.clone(), two.clone()) } else { (two.clone(), one.clone()) };
+    assert!(waited.contains(&b.as_str()), "run b never waited on dev's mutex: {waited:?}");
+    let wa = workflow(&client, &a).await;
     let wb = workflow(&client, &b).await;
     let finished_a = node(&wa, "env-dev").and_then(|n| n["finishedAt"].as_str()).unwrap_or("").to_owned();
     let started_b = node(&wb, "deploy-dev").and_then(|n| n["startedAt"].as_str()).unwrap_or("").to_owned();

@@ -56,7 +56,12 @@ async fn demo_pipeline_runs_and_modifies_itself_on_argo() {
     // Four pods: validate, build and pipeline share `prepare`; each environment's tests run in its
     // deploy's pod.
     let steps1 = cluster::pod_steps(&run1.wf);
-    assert_eq!(steps1, ["prepare", "deploy-dev", "deploy-prod", "finalize"], "{}", cluster::describe(&run1.wf));
+    assert_eq!(
+        steps1,
+        ["prepare", "deploy-dev", "deploy-prod", "finalize"],
+        "{}",
+        cluster::describe(&run1.wf)
+    );
     // The deploy's outputs reached the test step through Argo's output parameter.
     let outputs = run1
         .wf
@@ -83,9 +88,16 @@ async fn demo_pipeline_runs_and_modifies_itself_on_argo() {
     let record = record.expect("the run record is in S3").body.collect().await.unwrap().into_bytes();
     let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
     assert_eq!(record["status"], "succeeded", "{record}");
-    let stages: Vec<&str> = record["stages"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str()).collect();
-    assert_eq!(stages, ["validate", "build", "pipeline", "deploy-dev", "test-dev", "deploy-prod", "test-prod"]);
-    assert!(record["stages"].as_array().into_iter().flatten().all(|s| s["status"] == "succeeded"), "{record}");
+    let stages: Vec<&str> =
+        record["stages"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(
+        stages,
+        ["validate", "build", "pipeline", "deploy-dev", "test-dev", "deploy-prod", "test-prod"]
+    );
+    assert!(
+        record["stages"].as_array().into_iter().flatten().all(|s| s["status"] == "succeeded"),
+        "{record}"
+    );
 
     // Run 2 adds an environment: it runs the old shape and its pipeline pod applies the new template.
     argo_run::write(&origin.work.join("aphex-config.yaml"), &demo_config(STAGING));

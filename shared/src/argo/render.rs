@@ -256,7 +256,10 @@ fn env_dag(plan: &Plan, env: &str) -> Template {
             (StageKind::Test { .. }, Some(deploy)) => Some(Arguments {
                 parameters: vec![Parameter {
                     name: OUTPUTS_PARAMETER.into(),
-                    value: Some(format!("{{{{tasks.{}.outputs.parameters.{OUTPUTS_PARAMETER}}}}}", deploy.pod)),
+                    value: Some(format!(
+                        "{{{{tasks.{}.outputs.parameters.{OUTPUTS_PARAMETER}}}}}",
+                        deploy.pod
+                    )),
                     ..Default::default()
                 }],
             }),
@@ -264,14 +267,20 @@ fn env_dag(plan: &Plan, env: &str) -> Template {
         };
         match tasks.iter_mut().find(|t| t.name == pod) {
             Some(task) => {
-                let mut all: Vec<String> = task.depends.iter().flat_map(|d| d.split(" && ")).map(str::to_owned).collect();
+                let mut all: Vec<String> =
+                    task.depends.iter().flat_map(|d| d.split(" && ")).map(str::to_owned).collect();
                 all.extend(deps);
                 task.depends = depends_expr(all);
                 if arguments.is_some() {
                     task.arguments = arguments;
                 }
             }
-            None => tasks.push(DagTask { name: pod.clone(), template: pod, depends: depends_expr(deps), arguments }),
+            None => tasks.push(DagTask {
+                name: pod.clone(),
+                template: pod,
+                depends: depends_expr(deps),
+                arguments,
+            }),
         }
     }
     Template {
@@ -539,7 +548,10 @@ environments:
         assert_eq!(names, ["deploy-dev"]);
         assert!(tasks[0].arguments.is_none() && tasks[0].depends.is_none());
         let deploy = t.spec.template("deploy-dev").cloned().unwrap_or_default();
-        assert_eq!(deploy.metadata.as_ref().map(|m| m.annotations[keys::STAGES].as_str()), Some(r#"["deploy-dev","test-dev"]"#));
+        assert_eq!(
+            deploy.metadata.as_ref().map(|m| m.annotations[keys::STAGES].as_str()),
+            Some(r#"["deploy-dev","test-dev"]"#)
+        );
         assert!(deploy.outputs.is_some() && deploy.inputs.is_none());
         let c = deploy.container.unwrap_or_default();
         assert_eq!(c.command, ["aphex"]);
