@@ -10,6 +10,8 @@
 //! what `TOOLCHAIN.md` warns about, and the comparison is of what the deploys leave, not of the method.
 //! The apps' stack names and explicit resource names are all distinct, so every app goes into the
 //! same server, apps in parallel (aphex on one thread, cdk on two: its start-up is the long part).
+//! Retries are capped for aphex (`APHEX_AWS_MAX_ATTEMPTS=3`, from `Moto::env`); the CLI keeps its own
+//! retry settings (it does not read `AWS_MAX_ATTEMPTS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -328,6 +330,15 @@ fn aphex_deploy_and_cdk_deploy_leave_the_same_stacks_for_every_example_app() {
 
     let work = tempfile::tempdir().unwrap();
     let apps: Vec<App> = EXPECTED.iter().map(|(name, exp)| prepare(name, *exp, work.path())).collect();
+    // One server per tool holds every app: no two apps may name the same stack.
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for app in &apps {
+        for stack in app.stacks.keys() {
+            if let Some(other) = owner.insert(stack, &app.name) {
+                panic!("stack {stack} is in {other} and {}: give them a server each", app.name);
+            }
+        }
+    }
 
     let (aphex_moto, cdk_moto) = std::thread::scope(|s| {
         let a = s.spawn(|| {
