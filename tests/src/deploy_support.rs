@@ -154,13 +154,35 @@ pub fn write_config(path: &Path, env: &str, account: &str, region: &str, stacks:
     .expect("write config");
 }
 
+/// The real `cdk` CLI (the demo app's npm packages) as a command run in `dir`, not yet started:
+/// `ARGS --no-notices`, a private `CDK_HOME` (`dir/.cdk-home`, created), telemetry and the version
+/// check off, `NODE_PATH` serving `aws-cdk-lib` and `constructs` to an app that `require`s them, no
+/// AWS profile, and `env` (moto's, for deploys).
+pub fn cdk_command(dir: &Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let node_modules = demo_app().join("node_modules");
+    let home = dir.join(".cdk-home");
+    std::fs::create_dir_all(&home).expect("cdk home");
+    let mut command = Command::new(node_modules.join(".bin/cdk"));
+    command
+        .args(args)
+        .arg("--no-notices")
+        .current_dir(dir)
+        .env("NODE_PATH", &node_modules)
+        .env("CDK_HOME", &home)
+        .env("CDK_DISABLE_CLI_TELEMETRY", "true")
+        .env("CDK_DISABLE_VERSION_CHECK", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_DEFAULT_PROFILE")
+        .envs(env.iter().cloned());
+    command
+}
+
 /// The real `cdk` CLI, run on a small JavaScript CDK app written by a test: the app's `require`s of
 /// `aws-cdk-lib` and `constructs` are served from the demo app's npm packages (`NODE_PATH`), the CLI
 /// gets a private `CDK_HOME`, telemetry and notices off, and `env` (moto's, for deploys).
 #[derive(Debug)]
 pub struct CdkApp {
     pub dir: PathBuf,
-    node_modules: PathBuf,
 }
 
 impl CdkApp {
@@ -169,24 +191,12 @@ impl CdkApp {
         std::fs::create_dir_all(dir).expect("app dir");
         std::fs::write(dir.join("app.js"), app_js).expect("write app.js");
         std::fs::write(dir.join("cdk.json"), r#"{"app": "node app.js"}"#).expect("write cdk.json");
-        CdkApp { dir: dir.to_owned(), node_modules: demo_app().join("node_modules") }
+        CdkApp { dir: dir.to_owned() }
     }
 
     /// Runs `cdk ARGS` in the app's folder; panics with its output when it fails.
     pub fn cdk(&self, env: &[(String, String)], args: &[&str]) -> Output {
-        let home = self.dir.join(".cdk-home");
-        std::fs::create_dir_all(&home).expect("cdk home");
-        let out = Command::new(self.node_modules.join(".bin/cdk"))
-            .args(args)
-            .arg("--no-notices")
-            .current_dir(&self.dir)
-            .env("NODE_PATH", &self.node_modules)
-            .env("CDK_HOME", &home)
-            .env("CDK_DISABLE_CLI_TELEMETRY", "true")
-            .env_remove("AWS_PROFILE")
-            .envs(env.iter().cloned())
-            .output()
-            .expect("run cdk");
+        let out = cdk_command(&self.dir, env, args).output().expect("run cdk");
         assert!(
             out.status.success(),
             "cdk {args:?} failed:\n{}\n{}",

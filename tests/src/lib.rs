@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod deploy_support;
 pub mod fake_kube;
 pub mod moto;
+pub mod parity;
 pub mod pod_node;
 
 use std::path::PathBuf;

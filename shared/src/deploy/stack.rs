@@ -266,8 +266,10 @@ pub(super) async fn deploy_stack_inner(
     let template_by_url = template_text.len() > MAX_TEMPLATE_BODY
         || ctx.options.method == Method::ChangeSet
             && stack.properties.stack_template_asset_object_url.is_some();
-    // The stack's own template is only needed in S3 when CloudFormation reads it from there.
-    publish_assets(ctx, stack, &target, template_by_url).await?;
+    // Every asset the assembly lists, the stack's own template included even when it goes inline:
+    // `cdk deploy` publishes them all, and the bucket holds what was deployed (the parity suite,
+    // tests/tests/parity_examples.rs, compares the buckets).
+    publish_assets(ctx, stack, &target).await?;
 
     if template_by_url {
         match stack
@@ -422,17 +424,9 @@ pub(super) async fn check_bootstrap(
     }
 }
 
-pub(super) async fn publish_assets(
-    ctx: &Ctx,
-    stack: &Stack,
-    target: &Target,
-    with_template: bool,
-) -> Result<(), StackFailure> {
+pub(super) async fn publish_assets(ctx: &Ctx, stack: &Stack, target: &Target) -> Result<(), StackFailure> {
     let mut jobs = Vec::new();
     for asset in &stack.file_assets {
-        if !with_template && asset.path == stack.template_path {
-            continue;
-        }
         if asset.path.as_os_str().is_empty() {
             return Err(fail(format!(
                 "file asset {:?} of stack {} is built by a command, which aphex does not run yet",

@@ -490,6 +490,48 @@ async fn deploys_in_order_then_skips_unchanged_without_any_write() {
     }
 }
 
+/// Every file asset the assembly lists is published, as `cdk deploy` publishes it, whatever the
+/// method and however the template reaches CloudFormation: the stack's own template too (the CDK's
+/// asset manifest lists it), also when it goes inline (found by the parity suite,
+/// `tests/tests/parity_examples.rs`: the assets bucket differed from the CLI's).
+#[tokio::test]
+async fn every_listed_asset_is_published_whatever_the_method_and_template_size() {
+    for method in [Method::Direct, Method::ChangeSet] {
+        for big in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let fake = Fake::bootstrapped();
+            let value = if big { "v".repeat(MAX_TEMPLATE_BODY) } else { "a1".to_owned() };
+            let mut s = stack(tmp.path(), "A", &[], &["Q"], &value);
+            let template_key = "0123abcd.json";
+            s.properties.stack_template_asset_object_url =
+                Some(format!("s3://assets-${{AWS::AccountId}}-${{AWS::Region}}/{template_key}"));
+            s.file_assets.push(FileAsset {
+                id: "0123abcd".into(),
+                display_name: "A Template".into(),
+                path: s.template_path.clone(),
+                packaging: Packaging::File,
+                destinations: vec![FileDestination {
+                    bucket_name: "assets-${AWS::AccountId}-${AWS::Region}".into(),
+                    object_key: template_key.into(),
+                    region: None,
+                    assume_role_arn: None,
+                }],
+            });
+            let code_key = s.file_assets[0].destinations[0].object_key.clone();
+            let report =
+                deploy_plan(Arc::new(fake.clone()), &env(), plan_of(vec![s]), &options(method)).await;
+            assert!(report.success(), "{method:?} big={big}: {:?}", report.failures());
+            let objects = fake.0.lock().unwrap().objects.clone();
+            for key in [code_key.as_str(), template_key] {
+                assert!(
+                    objects.contains(&("assets-111111111111-us-east-1".to_owned(), key.to_owned())),
+                    "{method:?} big={big}: {key} not published: {objects:?}"
+                );
+            }
+        }
+    }
+}
+
 /// A topic attached outside the app stays through updates when the app sets none; notification
 /// ARNs, tags or termination protection the app changes are deployed with an unchanged template.
 #[tokio::test]
