@@ -217,7 +217,7 @@ impl RunTiming {
     pub fn table(&self) -> String {
         let mut out = String::new();
         for (name, d) in &self.steps {
-            out.push_str(&format!("    {name:<24} {:>8.2}s\n", d.as_secs_f64()));
+            out.push_str(&format!("    {name:<44} {:>8.2}s\n", d.as_secs_f64()));
         }
         out.push_str(&format!(
             "    total {:.2}s = steps {:.2}s + Argo overhead {:.2}s\n",
@@ -239,8 +239,22 @@ pub fn run_timing(cluster: &Cluster, wf: &kube::api::DynamicObject, wall: Durati
             continue;
         }
         // The template's name: display names carry retry suffixes (`build(0)`, `<wf>.onExit(0)`).
-        let display = node.get("templateName").and_then(|t| t.as_str()).unwrap_or("").to_owned();
+        let template = node.get("templateName").and_then(|t| t.as_str()).unwrap_or("").to_owned();
         let Some(pod) = pod_name(&wf_name, node) else { continue };
+        // A pod running several stages names them (`prepare [validate, build, pipeline]`), from the
+        // template the Workflow stored.
+        let stages = wf
+            .data
+            .pointer("/status/storedWorkflowTemplateSpec/templates")
+            .and_then(|t| t.as_array())
+            .and_then(|ts| ts.iter().find(|t| t["name"] == template.as_str()))
+            .and_then(|t| t.pointer("/metadata/annotations/aphex.dev~1stages"))
+            .and_then(|a| a.as_str())
+            .and_then(|a| serde_json::from_str::<Vec<String>>(a).ok());
+        let display = match stages {
+            Some(stages) => format!("{template} [{}]", stages.join(", ")),
+            None => template,
+        };
         let timing = std::fs::read_to_string(cluster.pod_dir("argo", &pod).join("timing.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok());
