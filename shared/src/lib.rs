@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod webhook;
 
 pub mod assembly;
+pub mod bootstrap;
 pub mod deploy;
 pub mod synth;
 
