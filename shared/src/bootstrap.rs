@@ -83,10 +83,9 @@ pub fn resolve(config: &Config, cdk_json: Option<&Value>, manifest: Option<&Valu
     if let Some(q) = config.synth.context.get(QUALIFIER_CONTEXT_KEY) {
         return Qualifier { value: q.clone(), source: Source::Config };
     }
-    if let Some(q) = cdk_json.and_then(|j| j.pointer("/context")).and_then(|c| c.get(QUALIFIER_CONTEXT_KEY)) {
-        if let Some(q) = q.as_str() {
-            return Qualifier { value: q.to_owned(), source: Source::CdkJson };
-        }
+    let in_cdk_json = cdk_json.and_then(|j| j.pointer("/context")).and_then(|c| c.get(QUALIFIER_CONTEXT_KEY));
+    if let Some(q) = in_cdk_json.and_then(Value::as_str) {
+        return Qualifier { value: q.to_owned(), source: Source::CdkJson };
     }
     if let Some(q) = manifest.and_then(from_manifest) {
         return Qualifier { value: q, source: Source::Assembly };

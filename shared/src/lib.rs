@@ -24,3 +24,6 @@ pub mod steps;
 pub mod notify;
 
 pub mod yaml_out;
+
+#[cfg(test)]
+mod field_walk;
