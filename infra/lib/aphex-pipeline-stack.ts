@@ -14,6 +14,7 @@ import {
 } from 'aws-cdk-lib';
 import { Construct, IConstruct } from 'constructs';
 import { AphexInfraConfig } from './config';
+import { assumableRoles } from './pipeline-config';
 import { FunctionName } from './lambda-dist';
 
 export interface AphexPipelineStackProps extends StackProps {
@@ -198,11 +199,14 @@ export class AphexPipelineStack extends Stack {
       assumedBy: new iam.ServicePrincipal('pods.eks.amazonaws.com').withSessionTags(),
     });
     this.artifactBucket.grantReadWrite(workflowRole);
-    if (c.targetAccounts.length > 0) {
+    // Exactly the roles aphex-config.yaml makes the pods assume (custom `role`s, the bootstrap roles of
+    // each environment under the app's qualifier), and the bootstrap roles of other `targetAccounts`.
+    const assumable = assumableRoles(c.deployTargets, c.targetAccounts, Aws.PARTITION);
+    if (assumable.length > 0) {
       workflowRole.addToPolicy(new iam.PolicyStatement({
-        sid: 'AssumeCdkBootstrapRoles',
+        sid: 'AssumeDeployRoles',
         actions: ['sts:AssumeRole', 'sts:TagSession'],
-        resources: c.targetAccounts.map((account) => `arn:${Aws.PARTITION}:iam::${account}:role/cdk-hnb659fds-*`),
+        resources: assumable,
       }));
     }
     workflowRole.addToPolicy(new iam.PolicyStatement({
@@ -374,7 +378,8 @@ export class AphexPipelineStack extends Stack {
       targets: [notifyTarget()],
     });
     // Target accounts forward their stack events to this account's default bus (README: cross-account).
-    for (const account of c.targetAccounts) {
+    const eventAccounts = [...new Set([...c.targetAccounts, ...c.deployTargets.map((t) => t.account)])];
+    for (const account of eventAccounts) {
       new events.CfnEventBusPolicy(this, `AllowEventsFrom${account}`, {
         statementId: `aphex-${account}`,
         eventBusName: 'default',

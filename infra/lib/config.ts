@@ -2,6 +2,7 @@
 // `configFile`), then single context values (`-c clusterName=...`). Documented in README.md.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DeployTarget, readDeployTargets } from './pipeline-config';
 
 export interface AphexInfraConfig {
   /** Name of the pipeline (Argo WorkflowTemplate, mutex prefix, metric dimension). */
@@ -25,6 +26,14 @@ export interface AphexInfraConfig {
   readonly argoUrl?: string;
   /** Accounts the pipeline deploys to: workflow pods may assume their CDK bootstrap roles. */
   readonly targetAccounts: string[];
+  /**
+   * The pipeline's aphex-config.yaml (path relative to infra/): the workflow pods may assume exactly its
+   * environments' custom roles and the bootstrap roles (under the app's qualifier) of each environment's
+   * account and region. Read into `deployTargets`.
+   */
+  readonly aphexConfig?: string;
+  /** Derived from `aphexConfig` (not a setting): where the pipeline deploys, as whom. */
+  readonly deployTargets: DeployTarget[];
   /** Email addresses subscribed to the notification topic. */
   readonly notificationEmails: string[];
   /** Secrets Manager ARN of the Slack incoming-webhook URL (optional). */
@@ -55,6 +64,7 @@ export const DEFAULT_CONFIG: AphexInfraConfig = {
   workflowServiceAccount: 'aphex-workflow',
   argoChartVersion: '0.45.19',
   targetAccounts: [],
+  deployTargets: [],
   notificationEmails: [],
   logRetentionDays: 30,
   artifactExpirationDays: 90,
@@ -85,7 +95,8 @@ export function loadConfig(baseDir: string, context: (key: string) => unknown): 
   } else if (context('configFile') !== undefined) {
     throw new Error(`config file ${filePath} (context configFile) does not exist`);
   }
-  const known = new Set(Object.keys(DEFAULT_CONFIG).concat(['kubectlRoleArn', 'argoUrl', 'slackWebhookSecretArn', 'branches']));
+  const known = new Set(Object.keys(DEFAULT_CONFIG).filter((k) => k !== 'deployTargets')
+    .concat(['kubectlRoleArn', 'argoUrl', 'slackWebhookSecretArn', 'branches', 'aphexConfig']));
   for (const key of Object.keys(fromFile)) {
     if (!known.has(key)) throw new Error(`${filePath}: unknown setting "${key}"; known: ${[...known].join(', ')}`);
   }
@@ -94,6 +105,9 @@ export function loadConfig(baseDir: string, context: (key: string) => unknown): 
     const raw = context(key);
     if (raw === undefined) continue;
     merged[key] = coerce(key, raw);
+  }
+  if (typeof merged.aphexConfig === 'string') {
+    merged.deployTargets = readDeployTargets(path.resolve(baseDir, merged.aphexConfig));
   }
   const config = merged as unknown as AphexInfraConfig;
   validate(config);

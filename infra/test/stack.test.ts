@@ -12,6 +12,7 @@ import {
   AphexPipelineStack, DELIVERY_LEDGER_PREFIX, PIPELINE_DETAIL_TYPES, STACK_STATUSES, TEMPLATE_MANAGER_K8S_GROUP, WEBHOOK_K8S_GROUP,
 } from '../lib/aphex-pipeline-stack';
 import { AphexInfraConfig, DEFAULT_CONFIG, loadConfig } from '../lib/config';
+import { readDeployTargets } from '../lib/pipeline-config';
 import { FUNCTION_NAMES, inspectLambdaDist, writePlaceholderLambdaDist } from '../lib/lambda-dist';
 
 const INFRA = path.resolve(__dirname, '..');
@@ -152,7 +153,7 @@ test('EKS: cluster, Argo Helm chart, Pod Identity for workflow pods, access entr
   // Workflow pods: the CDK bootstrap roles of exactly the target accounts.
   template.hasResourceProperties('AWS::IAM::Policy', {
     PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({
-      Sid: 'AssumeCdkBootstrapRoles',
+      Sid: 'AssumeDeployRoles',
       Resource: [
         { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::111111111111:role/cdk-hnb659fds-*']] },
         { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::222222222222:role/cdk-hnb659fds-*']] },
@@ -274,4 +275,83 @@ test('`cdk synth` of the app works offline and guards placeholder binaries', () 
   const synthesized = JSON.parse(fs.readFileSync(path.join(out, 'AphexPipelineStack.template.json'), 'utf8'));
   assert.ok(synthesized.Rules.RefusePlaceholderLambdas, 'placeholder build without allowPlaceholderLambdas is guarded');
   assert.equal(typeof stderr, 'string');
+});
+
+// The workflow pods' sts:AssumeRole follows aphex-config.yaml: exactly each environment's custom role and
+// the bootstrap roles of its account and region under the app's qualifier.
+function appRepo(config: string, cdkJson?: object): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aphex-app-'));
+  fs.writeFileSync(path.join(dir, 'aphex-config.yaml'), config);
+  if (cdkJson) fs.writeFileSync(path.join(dir, 'cdk.json'), JSON.stringify(cdkJson));
+  return dir;
+}
+
+function assumeStatement(t: Template): unknown[] {
+  const policies = Object.values(t.findResources('AWS::IAM::Policy')) as any[];
+  const statements = policies.flatMap((p) => p.Properties.PolicyDocument.Statement);
+  const found = statements.filter((s) => s.Sid === 'AssumeDeployRoles');
+  assert.equal(found.length, 1);
+  return found[0].Resource;
+}
+
+const partitioned = (rest: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, rest]] });
+const bootstrapRoles = (q: string, account: string, region: string) =>
+  ['deploy-role', 'file-publishing-role', 'image-publishing-role', 'lookup-role']
+    .map((kind) => partitioned(`:iam::${account}:role/cdk-${q}-${kind}-${account}-${region}`));
+
+const CUSTOM_CONFIG = `version: "1.0"
+build: {commands: [npm ci]}
+synth:
+  context:
+    "@aws-cdk/core:bootstrapQualifier": team42
+environments:
+  - name: dev
+    account: "111111111111"
+    region: us-east-1
+    stacks: [{name: Api}]
+  - name: prod
+    account: "333333333333"
+    region: eu-west-1
+    role: arn:aws:iam::333333333333:role/prod-deployer
+    stacks: [{name: Api}]
+`;
+
+test('the workflow role may assume exactly the roles of aphex-config.yaml: custom roles, the qualifier\'s bootstrap roles', () => {
+  const dir = appRepo(CUSTOM_CONFIG);
+  const config = loadConfig(INFRA, (k) => ({ aphexConfig: path.join(dir, 'aphex-config.yaml'), targetAccounts: '111111111111' } as Record<string, unknown>)[k]);
+  const resources = assumeStatement(synth({ ...CONFIG, targetAccounts: config.targetAccounts, deployTargets: config.deployTargets }));
+  const expected = [
+    'arn:aws:iam::333333333333:role/prod-deployer',
+    ...bootstrapRoles('team42', '111111111111', 'us-east-1'),
+    ...bootstrapRoles('team42', '333333333333', 'eu-west-1'),
+  ];
+  assert.deepEqual(new Set(resources.map((r) => JSON.stringify(r))), new Set(expected.map((r) => JSON.stringify(r))));
+  assert.equal(resources.length, expected.length);
+  // No wildcard and no default-qualifier role is left.
+  assert.ok(!JSON.stringify(resources).includes('*') && !JSON.stringify(resources).includes('hnb659fds'));
+
+  // A change of the config changes the policy: another role, the qualifier from the app's cdk.json.
+  const changed = appRepo(
+    CUSTOM_CONFIG.replace(/synth:\n  context:\n.*\n/, '').replace('prod-deployer', 'release-bot'),
+    { app: 'node app.js', context: { '@aws-cdk/core:bootstrapQualifier': 'fromcdkjson' } },
+  );
+  const targets = readDeployTargets(path.join(changed, 'aphex-config.yaml'));
+  const after = assumeStatement(synth({ ...CONFIG, targetAccounts: [], deployTargets: targets }));
+  assert.ok(after.some((r) => r === 'arn:aws:iam::333333333333:role/release-bot'));
+  assert.ok(!JSON.stringify(after).includes('prod-deployer'));
+  assert.deepEqual(after.filter((r) => typeof r !== 'string').length, 8);
+  assert.ok(JSON.stringify(after).includes('cdk-fromcdkjson-deploy-role-111111111111-us-east-1'));
+});
+
+test('the pipeline\'s own stack adds its bootstrap roles; a bad field is named with its file', () => {
+  const dir = appRepo(CUSTOM_CONFIG + 'pipeline:\n  stack: {name: AphexPipelineStack, app: infra, account: "444444444444", region: us-west-2}\n');
+  const targets = readDeployTargets(path.join(dir, 'aphex-config.yaml'));
+  assert.deepEqual(targets.map((t) => [t.source, t.account, t.region, t.qualifier, t.role]), [
+    ['dev', '111111111111', 'us-east-1', 'team42', undefined],
+    ['prod', '333333333333', 'eu-west-1', 'team42', 'arn:aws:iam::333333333333:role/prod-deployer'],
+    ['pipeline.stack', '444444444444', 'us-west-2', 'hnb659fds', undefined],
+  ]);
+  const bad = appRepo(CUSTOM_CONFIG.replace('role: arn:aws:iam::333333333333:role/prod-deployer', 'role: prod-deployer'));
+  assert.throws(() => readDeployTargets(path.join(bad, 'aphex-config.yaml')), /aphex-config\.yaml: environments\[1\]\.role is "prod-deployer"; an IAM role ARN/);
+  assert.throws(() => loadConfig(INFRA, (k) => (k === 'aphexConfig' ? '/nonexistent/aphex-config.yaml' : undefined)), /aphexConfig: \/nonexistent\/aphex-config.yaml does not exist/);
 });

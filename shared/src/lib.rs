@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod webhook;
 
 pub mod assembly;
+pub mod bootstrap;
 pub mod deploy;
 pub mod synth;
 
@@ -23,3 +24,6 @@ pub mod steps;
 pub mod notify;
 
 pub mod yaml_out;
+
+#[cfg(test)]
+mod field_walk;

@@ -124,6 +124,9 @@ pub struct PlannedStack {
     /// 0 for stacks without dependencies; otherwise 1 + the highest wave of its dependencies. Stacks of
     /// one wave can deploy in parallel.
     pub wave: usize,
+    /// `stacks[].path`: the source file that defines the stack (shown on the deploy pod).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// One command-line word: a literal, or a value only the executor knows.
@@ -458,7 +461,12 @@ fn topo(env: &Environment, deps: &[Vec<usize>]) -> Result<Vec<PlannedStack>, Vec
     while let Some(std::cmp::Reverse(i)) = ready.pop() {
         let s = &env.stacks[i];
         let names: Vec<String> = deps[i].iter().map(|&j| env.stacks[j].name.clone()).collect();
-        out.push(PlannedStack { name: s.name.clone(), depends_on: dedup_keep_order(&names), wave: wave[i] });
+        out.push(PlannedStack {
+            name: s.name.clone(),
+            depends_on: dedup_keep_order(&names),
+            wave: wave[i],
+            path: s.path.clone(),
+        });
         for &k in &dependents[i] {
             wave[k] = wave[k].max(wave[i] + 1);
             missing[k] -= 1;

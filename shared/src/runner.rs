@@ -297,7 +297,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Identity for Accounts {
-        async fn account_for(&self, env: &crate::config::Environment, _run: &str) -> Result<String, String> {
+        async fn account_for(
+            &self,
+            env: &crate::config::Environment,
+            _role: &str,
+            _run: &str,
+        ) -> Result<String, String> {
             Ok(env.account.clone())
         }
     }

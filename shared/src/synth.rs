@@ -237,7 +237,9 @@ pub async fn synthesize(
 
 /// Environment of the synth command: the target account/region for env-agnostic code, a private
 /// CDK_HOME, telemetry off, then the environment's own variables.
-fn synth_env(env: &Environment, cdk_home: &Path) -> Vec<(String, String)> {
+/// The synth command's environment: the target as the CDK CLI and apps read it, a private `CDK_HOME`,
+/// telemetry and version checks off, then the environment's own `env`.
+pub fn synth_env(env: &Environment, cdk_home: &Path) -> Vec<(String, String)> {
     let mut vars = vec![
         ("CDK_DEFAULT_ACCOUNT".to_owned(), env.account.clone()),
         ("CDK_DEFAULT_REGION".to_owned(), env.region.clone()),

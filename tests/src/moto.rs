@@ -68,6 +68,18 @@ impl Moto {
         format!("http://localhost:{}", self.port)
     }
 
+    /// The role ARNs moto's STS has been asked to assume so far, in order (moto's `/moto-api/data.json`
+    /// lists every `AssumedRole`; only the ARNs are kept, never the session credentials).
+    pub async fn assumed_roles(&self) -> Vec<String> {
+        let url = format!("http://127.0.0.1:{}/moto-api/data.json", self.port);
+        let data: serde_json::Value =
+            reqwest::get(&url).await.expect("moto data.json").json().await.expect("moto data.json is JSON");
+        data.pointer("/sts/AssumedRole")
+            .and_then(|v| v.as_array())
+            .map(|roles| roles.iter().filter_map(|r| r["role_arn"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets every resource (POST /moto-api/reset).
     pub fn reset(&self) {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("moto is up");

@@ -43,6 +43,8 @@ pub mod keys {
     pub const ENVIRONMENT: &str = "aphex.dev/environment";
     /// On a deploy template: its stacks as deploy waves, JSON (`[["Net","Db"],["App"]]`).
     pub const STACKS: &str = "aphex.dev/stacks";
+    /// On a deploy template whose stacks name their source (`stacks[].path`): JSON `{"App": "lib/app.ts"}`.
+    pub const STACK_SOURCES: &str = "aphex.dev/stack-sources";
     /// `app.kubernetes.io/managed-by`.
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// On the template: `pipeline.branches`, a JSON array of globs (`["main","release/*"]`), read by the

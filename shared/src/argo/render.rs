@@ -373,6 +373,14 @@ fn pod_template(plan: &Plan, pod: &str, members: &[&Stage]) -> Template {
                 .collect();
             meta.annotations
                 .insert(keys::STACKS.to_owned(), serde_json::to_string(&grouped).unwrap_or_default());
+            let sources: BTreeMap<&str, &str> =
+                stacks.iter().filter_map(|s| s.path.as_deref().map(|p| (s.name.as_str(), p))).collect();
+            if !sources.is_empty() {
+                meta.annotations.insert(
+                    keys::STACK_SOURCES.to_owned(),
+                    serde_json::to_string(&sources).unwrap_or_default(),
+                );
+            }
         }
     }
     let metadata = Some(meta);

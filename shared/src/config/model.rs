@@ -263,7 +263,8 @@ pub struct StackRef {
     #[schemars(example = &"MyAppStack", length(min = 1, max = 256), regex(pattern = STACK_NAME_PATTERN))]
     pub name: String,
 
-    /// Source file that defines the stack (documentation and graphs; synth always runs the whole app).
+    /// Source file that defines the stack: shown on the environment's deploy pod (annotation
+    /// `aphex.dev/stack-sources`, in the Argo UI); synth always runs the whole app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = &"lib/my-app-stack.ts")]
     pub path: Option<String>,

@@ -7,7 +7,7 @@ pub mod cloud;
 pub mod parameters;
 pub mod select;
 mod settings;
-mod stack;
+pub(crate) mod stack;
 mod wait;
 
 use stack::*;
@@ -283,8 +283,14 @@ struct Ctx {
 impl Ctx {
     /// The longest wait on one CloudFormation operation.
     fn wait_limit(&self) -> Duration {
-        self.options.timeout.unwrap_or(Duration::from_secs(u64::from(self.env.deploy_timeout_minutes) * 60))
+        wait_limit(&self.env, &self.options)
     }
+}
+
+/// The longest wait on one CloudFormation operation of `env`: `--timeout`, else the environment's
+/// `deployTimeoutMinutes`.
+pub fn wait_limit(env: &Environment, options: &DeployOptions) -> Duration {
+    options.timeout.unwrap_or(Duration::from_secs(u64::from(env.deploy_timeout_minutes) * 60))
 }
 
 /// Deploys an ordered plan: a stack starts when everything it depends on succeeded, up to

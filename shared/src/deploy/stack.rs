@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use super::settings::STABLE_OK;
 use super::*;
 /// A failure inside one stack's deploy (boxed parts keep `Result`s small).
-pub(super) struct StackFailure {
-    pub(super) message: String,
+pub(crate) struct StackFailure {
+    pub(crate) message: String,
     pub(super) resource: Option<Box<FailedResource>>,
     pub(super) final_status: Option<String>,
 }
@@ -24,14 +24,15 @@ pub(super) fn fail(message: impl Into<String>) -> StackFailure {
 }
 
 /// Where and as whom one stack deploys.
-pub(super) struct Target {
-    pub(super) account: String,
-    pub(super) region: String,
-    pub(super) deploy_role: Option<String>,
-    pub(super) exec_role: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) account: String,
+    pub(crate) region: String,
+    pub(crate) deploy_role: Option<String>,
+    pub(crate) exec_role: Option<String>,
 }
 
-pub(super) fn resolve_target(env: &Environment, stack: &Stack) -> Result<Target, StackFailure> {
+pub(crate) fn resolve_target(env: &Environment, stack: &Stack) -> Result<Target, StackFailure> {
     let (acct, region) = assembly::parse_environment(&stack.environment).ok_or_else(|| {
         fail(format!("stack {} has an invalid environment {:?}", stack.display_name, stack.environment))
     })?;
@@ -410,7 +411,8 @@ pub(super) async fn check_bootstrap(
             v
         }
     };
-    let hint = format!("run `cdk bootstrap aws://{}/{}`", target.account, target.region);
+    let hint =
+        format!("run `{}`", crate::bootstrap::bootstrap_command(&target.account, &target.region, param));
     match found {
         Ok(v) if v >= required => Ok(()),
         Ok(v) => Err(fail(format!(

@@ -11,15 +11,31 @@ use async_trait::async_trait;
 use super::{DeployRequest, EnvironmentDeployer, Identity, OutputSink, PipelineUpdater, Status};
 use crate::config::{Config, Environment, StackRef};
 
-/// The role a check assumes for `env`: its custom `role`, else the CDK bootstrap deploy role.
-pub fn role_for(env: &Environment) -> String {
-    env.role.clone().unwrap_or_else(|| {
-        crate::assembly::substitute(
-            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}",
-            &env.account,
-            &env.region,
-        )
-    })
+/// The role a check assumes for `env`: its custom `role`, else the CDK bootstrap deploy role of its
+/// account and region under the app's bootstrap `qualifier` ([`crate::bootstrap::resolve_in`]).
+pub fn role_for(env: &Environment, qualifier: &crate::bootstrap::Qualifier) -> String {
+    env.role.clone().unwrap_or_else(|| qualifier.deploy_role(&env.account, &env.region))
+}
+
+/// The pipeline's own stack (`pipeline.stack`) as the deploy engine sees it: an environment of one stack,
+/// in the pipeline's own account and region, deployed from the app folder `own.app`.
+pub fn pipeline_stack_environment(own: &crate::config::PipelineStack) -> Environment {
+    Environment {
+        name: PIPELINE_ENV.into(),
+        region: own.region.clone(),
+        account: own.account.clone(),
+        role: None,
+        approval: crate::config::Approval::None,
+        stacks: vec![StackRef {
+            name: own.name.clone(),
+            path: None,
+            depends_on: Vec::new(),
+            parameters: Default::default(),
+        }],
+        tests: None,
+        env: Default::default(),
+        deploy_timeout_minutes: crate::config::defaults::deploy_timeout(),
+    }
 }
 
 /// STS: AssumeRole into the environment's role, then GetCallerIdentity with those credentials.
@@ -56,14 +72,13 @@ pub fn session_name(run_id: &str) -> String {
 
 #[async_trait]
 impl Identity for StsIdentity {
-    async fn account_for(&self, env: &Environment, run_id: &str) -> Result<String, String> {
+    async fn account_for(&self, env: &Environment, role: &str, run_id: &str) -> Result<String, String> {
         let region = aws_types::region::Region::new(env.region.clone());
         let sts_conf = aws_sdk_sts::config::Builder::from(&self.base).region(region.clone()).build();
         let sts = aws_sdk_sts::Client::from_conf(sts_conf);
-        let role = role_for(env);
         let assumed = sts
             .assume_role()
-            .role_arn(&role)
+            .role_arn(role)
             .role_session_name(session_name(run_id))
             .send()
             .await
@@ -211,23 +226,7 @@ impl OwnStackFirst {
                 own.app
             ));
         }
-        // The app deploys like an environment of one stack, in the pipeline's own account and region.
-        let env = Environment {
-            name: PIPELINE_ENV.into(),
-            region: own.region.clone(),
-            account: own.account.clone(),
-            role: None,
-            approval: crate::config::Approval::None,
-            stacks: vec![StackRef {
-                name: own.name.clone(),
-                path: None,
-                depends_on: Vec::new(),
-                parameters: Default::default(),
-            }],
-            tests: None,
-            env: Default::default(),
-            deploy_timeout_minutes: crate::config::defaults::deploy_timeout(),
-        };
+        let env = pipeline_stack_environment(own);
         let mut scoped = config.clone();
         scoped.environments = vec![env];
         let request = DeployRequest {

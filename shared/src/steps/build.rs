@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use super::shell::{self, ShellCommand};
+use super::shell::{self, PlannedCommand};
 use super::{StageFailure, StageRecord, StageReport, StepContext, StepError, source};
 use crate::artifacts::{self, ArtifactRef};
+use crate::config::Config;
 
 /// Stage id.
 pub const STAGE: &str = "build";
@@ -31,17 +32,9 @@ pub async fn run(ctx: &StepContext) -> Result<StageRecord, StepError> {
     ctx.record(STAGE, None, async {
         let config = ctx.load_config()?;
         let mut external = Duration::ZERO;
-        let env: Vec<(String, String)> =
-            config.build.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for command in &config.build.commands {
-            ctx.say(STAGE, &format!("$ {command}"));
-            let cmd = ShellCommand {
-                command,
-                cwd: &ctx.work_dir,
-                env: env.clone(),
-                timeout: Duration::from_secs(u64::from(config.build.timeout_minutes) * 60),
-                stage: STAGE,
-            };
+        for planned in commands(&config) {
+            ctx.say(STAGE, &format!("$ {}", planned.command));
+            let cmd = planned.shell(&ctx.work_dir, STAGE);
             match shell::run(&cmd, ctx.sink.clone()).await {
                 Ok(took) => external += took,
                 Err(failure) => {
@@ -53,11 +46,7 @@ pub async fn run(ctx: &StepContext) -> Result<StageRecord, StepError> {
             }
         }
         let at = ArtifactRef::new(&ctx.run.repo_name(), &ctx.run.commit_sha, time::OffsetDateTime::now_utc());
-        let mut include = config.build.artifacts.clone();
-        if !include.is_empty() {
-            // Later stages read the config from the artifacts.
-            include.push(ctx.config_file.clone());
-        }
+        let include = artifact_patterns(&config, &ctx.config_file);
         let clock = std::time::Instant::now();
         let manifest =
             artifacts::upload(ctx.store.as_ref(), &ctx.work_dir, &include, &at).await.map_err(|e| {
@@ -77,6 +66,28 @@ pub async fn run(ctx: &StepContext) -> Result<StageRecord, StepError> {
         Ok(StageReport { external, artifacts: Some(at), ..Default::default() })
     })
     .await
+}
+
+/// The build commands in order, each with `build.env` and its `build.timeoutMinutes` limit.
+pub fn commands(config: &Config) -> Vec<PlannedCommand> {
+    let env: Vec<(String, String)> = config.build.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let timeout = Duration::from_secs(u64::from(config.build.timeout_minutes) * 60);
+    config
+        .build
+        .commands
+        .iter()
+        .map(|command| PlannedCommand { command: command.clone(), env: env.clone(), timeout })
+        .collect()
+}
+
+/// The globs of the files kept for later stages: `build.artifacts` plus the config file itself (later
+/// stages read it from the artifacts); empty (the whole tree but `.git`) when `build.artifacts` is.
+pub fn artifact_patterns(config: &Config, config_file: &str) -> Vec<String> {
+    let mut include = config.build.artifacts.clone();
+    if !include.is_empty() {
+        include.push(config_file.to_owned());
+    }
+    include
 }
 
 /// `1.5 MiB`-style sizes for messages.

@@ -198,9 +198,9 @@ impl<E: Into<StepError>> From<E> for StageFailure {
 /// Accounts and roles (STS): which account the credentials for `env` are in.
 #[async_trait]
 pub trait Identity: Send + Sync {
-    /// The account id STS reports after assuming the role used for `env` (its `role`, else the CDK deploy
-    /// role of its account and region).
-    async fn account_for(&self, env: &Environment, run_id: &str) -> Result<String, String>;
+    /// The account id STS reports after assuming `role` for `env` (see [`adapters::role_for`]: its `role`,
+    /// else the CDK deploy role of its account and region under the app's bootstrap qualifier).
+    async fn account_for(&self, env: &Environment, role: &str, run_id: &str) -> Result<String, String>;
 }
 
 /// Everything `deploy --env` needs from the deploy engine.

@@ -95,6 +95,24 @@ fn tail_text(tail: &[String]) -> String {
     if tail.is_empty() { String::new() } else { format!("; last lines:\n  {}", tail.join("\n  ")) }
 }
 
+/// A configured command with what it runs with (pure: what a step will start, before it starts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedCommand {
+    /// The command line, run by `sh -c`.
+    pub command: String,
+    /// Variables added to the process environment, in order (later ones win).
+    pub env: Vec<(String, String)>,
+    /// The command's own limit.
+    pub timeout: Duration,
+}
+
+impl PlannedCommand {
+    /// The [`ShellCommand`] that runs it in `cwd`, its lines prefixed with `stage`.
+    pub fn shell<'a>(&'a self, cwd: &'a Path, stage: &'a str) -> ShellCommand<'a> {
+        ShellCommand { command: &self.command, cwd, env: self.env.clone(), timeout: self.timeout, stage }
+    }
+}
+
 /// A shell command to run.
 #[derive(Debug, Clone)]
 pub struct ShellCommand<'a> {

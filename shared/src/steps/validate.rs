@@ -39,15 +39,19 @@ pub async fn run(ctx: &StepContext, identity: &dyn Identity) -> Result<StageReco
         problems.extend(check_context(&config, &ctx.work_dir));
         problems.extend(check_tools(&config, &ctx.work_dir, std::env::var_os("PATH").as_deref()));
         let sts = Instant::now();
+        // The bootstrap roles are the app's: its qualifier from the config, cdk.json or an assembly.
+        let qualifier = crate::bootstrap::resolve_in(&config, &ctx.work_dir);
+        let qualifier = &qualifier;
         // Environments are checked concurrently: each is an AssumeRole plus a GetCallerIdentity.
         let checks = config.environments.iter().map(|env| async move {
-            match identity.account_for(env, &ctx.run.run_id).await {
+            let role = super::adapters::role_for(env, qualifier);
+            match identity.account_for(env, &role, &ctx.run.run_id).await {
                 Ok(account) if account == env.account => None,
                 Ok(account) => Some(format!(
                     "environment {}: the credentials are for account {account}, the config says {}; fix `account` or the role/credentials",
                     env.name, env.account
                 )),
-                Err(reason) => Some(format!("environment {}: cannot get credentials: {reason}", env.name)),
+                Err(reason) => Some(format!("environment {}: cannot get credentials as {role}: {reason}", env.name)),
             }
         });
         problems.extend(futures::future::join_all(checks).await.into_iter().flatten());
