@@ -21,5 +21,6 @@ pub mod runner;
 pub mod steps;
 
 pub mod notify;
+pub mod telemetry;
 
 pub mod yaml_out;

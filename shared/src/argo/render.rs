@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::{
-    API_VERSION, Arguments, Artifact, Backoff, Container, DagTask, DagTemplate, EnvVar, Inputs, Metadata,
-    Mutex, ObjectMeta, Outputs, Parameter, PodGc, RawArtifact, Resources, RetryStrategy, SuspendTemplate,
-    Synchronization, Template, TtlStrategy, ValueFrom, WorkflowSpec, WorkflowTemplate, keys,
+    API_VERSION, Arguments, Artifact, Backoff, ConfigMapEnvSource, Container, DagTask, DagTemplate,
+    EnvFromSource, EnvVar, Inputs, Metadata, Mutex, ObjectMeta, Outputs, PLATFORM_CONFIGMAP, Parameter,
+    PodGc, RawArtifact, Resources, RetryStrategy, SuspendTemplate, Synchronization, Template, TtlStrategy,
+    ValueFrom, WorkflowSpec, WorkflowTemplate, keys,
 };
 use crate::config::Config;
 use crate::plan::{Arg, OUTPUTS_FILE, Param, Plan, Stage, StageKind};
@@ -287,7 +288,10 @@ fn resources(kind: &StageKind) -> Resources {
     let (cpu, mem, limit) = match kind {
         StageKind::Build | StageKind::Deploy { .. } => ("1", "2Gi", "4Gi"),
         StageKind::Pipeline | StageKind::Test { .. } => ("500m", "1Gi", "2Gi"),
-        StageKind::Validate | StageKind::Finalize | StageKind::Approval { .. } => ("100m", "256Mi", "512Mi"),
+        StageKind::Validate
+        | StageKind::Finalize
+        | StageKind::ApprovalRequested { .. }
+        | StageKind::Approval { .. } => ("100m", "256Mi", "512Mi"),
     };
     Resources {
         requests: BTreeMap::from([("cpu".to_owned(), cpu.to_owned()), ("memory".to_owned(), mem.to_owned())]),
@@ -300,6 +304,7 @@ fn stage_label(kind: &StageKind) -> &'static str {
         StageKind::Validate => "validate",
         StageKind::Build => "build",
         StageKind::Pipeline => "pipeline",
+        StageKind::ApprovalRequested { .. } => "notify",
         StageKind::Approval { .. } => "approval",
         StageKind::Deploy { .. } => "deploy",
         StageKind::Test { .. } => "test",
@@ -395,6 +400,9 @@ fn stage_template(plan: &Plan, stage: &Stage) -> Template {
             command,
             args,
             env,
+            env_from: vec![EnvFromSource {
+                config_map_ref: ConfigMapEnvSource { name: PLATFORM_CONFIGMAP.into(), optional: true },
+            }],
             resources: resources(&stage.kind),
         }),
     }
@@ -457,13 +465,37 @@ environments:
             ("build", Some("validate")),
             ("pipeline", Some("build")),
             ("env-dev", Some("pipeline")),
-            ("approve-prod", Some("env-dev")),
+            ("notify-approve-prod", Some("env-dev")),
+            ("approve-prod", Some("notify-approve-prod")),
             ("env-prod", Some("approve-prod")),
         ];
         let want: Vec<(String, Option<String>)> =
             want.iter().map(|(a, b)| (a.to_string(), b.map(str::to_owned))).collect();
         assert_eq!(got, want);
         assert_eq!(t.spec.on_exit, "finalize");
+        // The announcement is a pod like any step; the gate stays a suspend node; every pod reads the
+        // platform settings.
+        let notify =
+            t.spec.template("notify-approve-prod").and_then(|t| t.container.clone()).unwrap_or_default();
+        assert_eq!(
+            &notify.args[..10],
+            [
+                "step",
+                "notify",
+                "--event",
+                "approval-requested",
+                "--env",
+                "prod",
+                "--gate",
+                "approve-prod",
+                "--namespace",
+                "argo"
+            ]
+        );
+        assert_eq!(notify.env_from[0].config_map_ref.name, PLATFORM_CONFIGMAP);
+        assert!(
+            t.spec.template("approve-prod").is_some_and(|t| t.suspend.is_some() && t.container.is_none())
+        );
     }
 
     #[test]
