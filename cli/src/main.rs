@@ -40,7 +40,7 @@ enum Command {
     /// Apply, diff, list or roll back the live WorkflowTemplate (self-modification).
     Template(template::Args),
     /// Run one pipeline stage, as an Argo pod does (`aphex step build --repo-url ... --run-id ...`).
-    Step(step::Args),
+    Step(Box<step::Args>),
     /// Run the whole pipeline on this machine: `aphex run --local [--approve]`.
     Run(run::Args),
     /// Synthesize and deploy the CDK stacks of one environment through the CloudFormation API.
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Template(args) => template::run(args),
-        Command::Step(args) => step::run(args),
+        Command::Step(args) => step::run(*args),
         Command::Run(args) => run::run(args),
         Command::Deploy(args) => deploy::run(args),
     };

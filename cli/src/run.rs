@@ -99,6 +99,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         approver,
         progress: ui.clone(),
         sink: ui.clone(),
+        // The record of the email subscriptions this tool made outlives the run: beside the runs.
+        notify: steps::notify::NotifyAdapters::from_env(Arc::new(aphex::artifacts::LocalStore::new(
+            repo.join(".aphex").join("state"),
+        )))
+        .await?,
     };
     let local = LocalRun {
         repo_dir: repo.clone(),

@@ -83,6 +83,36 @@ enum Stage {
         #[arg(long, default_value = aphex::plan::OUTPUTS_FILE)]
         outputs_file: PathBuf,
     },
+    /// Announce a run event: `--event approval-requested` before a manual approval gate publishes the
+    /// `Pipeline Run Waiting For Approval` event (EventBridge; the notify Lambda delivers it) naming the
+    /// run, the environment, the commit and the exact command that passes the gate.
+    Notify {
+        #[command(flatten)]
+        common: Common,
+        /// The event; `approval-requested` is the one there is.
+        #[arg(long, value_parser = [steps::notify::EVENT_APPROVAL_REQUESTED])]
+        event: String,
+        #[arg(long)]
+        env: String,
+        /// The gate's node (its task name: `approve-<env>`).
+        #[arg(long)]
+        gate: String,
+        /// Kubernetes namespace of the run (for the `argo resume` command).
+        #[arg(long, default_value = "argo")]
+        namespace: String,
+        /// `notifications.slack.webhookSecret` of the config.
+        #[arg(long)]
+        slack_webhook_secret: Option<String>,
+        /// `notifications.snsTopicArn` of the config.
+        #[arg(long)]
+        sns_topic_arn: Option<String>,
+        /// `notifications.on` of the config, comma-separated.
+        #[arg(long, default_value = "failure,approval")]
+        notify_on: String,
+        /// EventBridge bus for the event (the account's default bus when unset).
+        #[arg(long, env = "APHEX_EVENT_BUS")]
+        event_bus: Option<String>,
+    },
     /// Record the run, print metrics (EMF) and publish the status event. Runs whatever happened.
     Finalize {
         #[command(flatten)]
@@ -100,6 +130,9 @@ enum Stage {
         /// Do not publish the status event.
         #[arg(long)]
         no_event: bool,
+        /// Do not publish the run metrics to CloudWatch (print them as EMF lines instead).
+        #[arg(long)]
+        no_metrics: bool,
     },
     /// Run several stages one after another in this process, stopping at the first that fails: what a
     /// pod running several stages executes (`aphex::plan::Plan::pods`). Each stage is given as a word
@@ -155,6 +188,7 @@ async fn context(
     common: &Common,
     delivery_id: Option<String>,
     pusher: Option<String>,
+    sink: Arc<dyn steps::OutputSink>,
 ) -> anyhow::Result<StepContext> {
     let store: Arc<dyn ArtifactStore> = match (&common.artifact_bucket, &common.artifact_dir) {
         (Some(bucket), _) => Arc::new(S3Store::new(s3_client_from_env().await, bucket)),
@@ -174,7 +208,7 @@ async fn context(
             pusher,
         },
         store,
-        sink: Arc::new(steps::StderrSink),
+        sink,
         work_dir: common.work_dir.clone(),
         config_file: common.config.clone(),
     })
@@ -185,9 +219,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(run_async(args))
 }
 
+impl Stage {
+    /// The stage's common arguments; a chain has none of its own.
+    fn common(&self) -> Option<&Common> {
+        match self {
+            Stage::Validate(common) | Stage::Build(common) => Some(common),
+            Stage::Pipeline { common, .. }
+            | Stage::Deploy { common, .. }
+            | Stage::Test { common, .. }
+            | Stage::Notify { common, .. }
+            | Stage::Finalize { common, .. } => Some(common),
+            Stage::Chain { .. } => None,
+        }
+    }
+
+    /// The plan's stage id (the log stream's last part).
+    fn id(&self) -> String {
+        match self {
+            Stage::Validate(_) => "validate".into(),
+            Stage::Build(_) => "build".into(),
+            Stage::Pipeline { .. } => "pipeline".into(),
+            Stage::Deploy { env, .. } => format!("deploy-{env}"),
+            Stage::Test { env, .. } => format!("test-{env}"),
+            Stage::Notify { env, .. } => format!("{}{env}", steps::notify::APPROVAL_STAGE_PREFIX),
+            Stage::Finalize { .. } => "finalize".into(),
+            Stage::Chain { .. } => "chain".into(),
+        }
+    }
+}
+
+/// Every line the step prints goes through the redaction; with `APHEX_LOG_GROUP` set (the infra's
+/// platform ConfigMap sets it) it is also shipped to CloudWatch Logs, stream `<run-id>/<stage>`.
 async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     if let Stage::Chain { stages } = &args.stage {
-        // Parse every stage first: a malformed later stage fails before the first one runs.
+        // Parse every stage first: a malformed later stage fails before the first one runs. Each
+        // stage ships its own log stream.
         for stage in chained_stages(stages)? {
             let code = Box::pin(run_async(stage)).await?;
             if code != ExitCode::SUCCESS {
@@ -196,21 +262,72 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let result = match args.stage {
+    use aphex::telemetry::logs::{CloudWatchLogs, ENV_LOG_GROUP, LogShipper, ShippingSink};
+    let redactor = aphex::telemetry::redact::Redactor::from_env();
+    let stage_id = args.stage.id();
+    let group = std::env::var(ENV_LOG_GROUP).ok().filter(|g| !g.trim().is_empty());
+    let shipper = match group {
+        Some(group) => Some(LogShipper::new(
+            Arc::new(steps::StderrSink),
+            redactor.clone(),
+            Arc::new(CloudWatchLogs::from_env().await),
+            group,
+            args.stage.common().map(|c| c.run_id.clone()).unwrap_or_default(),
+        )),
+        None => None,
+    };
+    let sink: Arc<dyn steps::OutputSink> = match &shipper {
+        Some(shipper) => shipper.sink.clone(),
+        None => Arc::new(ShippingSink::masking_only(Arc::new(steps::StderrSink), redactor)),
+    };
+    let periodic = shipper.as_ref().map(|s| s.spawn_periodic(std::time::Duration::from_secs(5)));
+    let result = run_stage(args.stage, sink.clone()).await;
+    let failed = match &result {
+        Ok(Ok(())) => false,
+        Ok(Err(err)) => {
+            sink.line(&stage_id, &format!("error: {err}"));
+            true
+        }
+        Err(err) => {
+            sink.line(&stage_id, &format!("error: {err:#}"));
+            true
+        }
+    };
+    if let Some(periodic) = periodic {
+        periodic.abort();
+    }
+    if let Some(shipper) = shipper
+        && let Err(e) = shipper.flush().await
+    {
+        eprintln!("warning: step logs not shipped: {e}");
+    }
+    match result {
+        Err(err) => Err(err),
+        Ok(_) => Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }),
+    }
+}
+
+/// Runs one step: `Err` when it could not start (arguments, clients), `Ok(Err)` when the step failed.
+async fn run_stage(
+    stage: Stage,
+    sink: Arc<dyn steps::OutputSink>,
+) -> anyhow::Result<Result<(), steps::StepError>> {
+    let result = match stage {
+        // `run_async` runs a chain's stages itself.
         Stage::Chain { .. } => Ok(()),
         Stage::Validate(common) => {
-            let ctx = context(&common, None, None).await?;
+            let ctx = context(&common, None, None, sink.clone()).await?;
             steps::build::ensure_source(&ctx).await?;
             let identity = steps::adapters::StsIdentity::from_env().await;
             steps::validate::run(&ctx, &identity).await.map(|_| ())
         }
         Stage::Build(common) => {
-            let ctx = context(&common, None, None).await?;
+            let ctx = context(&common, None, None, sink.clone()).await?;
             steps::build::ensure_source(&ctx).await?;
             steps::build::run(&ctx).await.map(|_| ())
         }
         Stage::Pipeline { common, template_out } => {
-            let ctx = context(&common, None, None).await?;
+            let ctx = context(&common, None, None, sink.clone()).await?;
             // In a cluster (`aphex::cluster`'s resolution order: KUBECONFIG, APHEX_CLUSTER, the pod's
             // service account, ~/.kube/config) the pod applies its own next template. Without one (a step
             // run by hand) it renders, checks and writes it; in a pod that cannot reach its API server it
@@ -238,10 +355,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 inner: template,
                 run_id: ctx.run.run_id.clone(),
             };
-            steps::deploy::run_pipeline(&ctx, &updater).await.map(|_| ())
+            // `notifications.email`: the pipeline's topic (APHEX_SNS_TOPIC_ARN), the record in the store.
+            let notify = steps::notify::NotifyAdapters::from_env(ctx.store.clone()).await?;
+            steps::deploy::run_pipeline(&ctx, &updater, Some(&notify)).await.map(|_| ())
         }
         Stage::Deploy { common, env, outputs_file } => {
-            let ctx = context(&common, None, None).await?;
+            let ctx = context(&common, None, None, sink.clone()).await?;
             let deployer = steps::engine::EngineDeployer {
                 method: steps::engine::EngineDeployer::method_from_env().map_err(anyhow::Error::msg)?,
                 progress: true,
@@ -249,20 +368,62 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             steps::deploy::run(&ctx, &env, &outputs_file, &deployer).await.map(|_| ())
         }
         Stage::Test { common, env, outputs_file } => {
-            let ctx = context(&common, None, None).await?;
+            let ctx = context(&common, None, None, sink.clone()).await?;
             steps::test::run(&ctx, &env, &outputs_file).await.map(|_| ())
         }
-        Stage::Finalize { common, delivery_id, pusher, status, event_bus, no_event } => {
-            let ctx = context(&common, delivery_id, pusher).await?;
+        Stage::Notify {
+            common,
+            event: _,
+            env,
+            gate,
+            namespace,
+            slack_webhook_secret,
+            sns_topic_arn,
+            notify_on,
+            event_bus,
+        } => {
+            let ctx = context(&common, None, None, sink.clone()).await?;
+            let on = notify_on
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(|w| {
+                    aphex::notify::parse_outcome(w).with_context(|| {
+                        format!("--notify-on: `{w}` is not one of success, failure, approval")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let settings = aphex::notify::NotificationSettings { slack_webhook_secret, sns_topic_arn, on };
+            let stage = format!("{}{env}", steps::notify::APPROVAL_STAGE_PREFIX);
+            let publisher = steps::finalize::EventBridgePublisher::from_env(event_bus).await;
+            steps::notify::run_approval_requested(
+                &ctx, &stage, &env, &gate, &namespace, &settings, &publisher,
+            )
+            .await
+            .map(|_| ())
+        }
+        Stage::Finalize { common, delivery_id, pusher, status, event_bus, no_event, no_metrics } => {
+            let ctx = context(&common, delivery_id, pusher, sink.clone()).await?;
             let publisher = if no_event {
                 None
             } else {
                 Some(steps::finalize::EventBridgePublisher::from_env(event_bus).await)
             };
-            let mut stdout = std::io::stdout();
             let publisher_ref = publisher.as_ref().map(|p| p as &dyn steps::EventPublisher);
             let status = status.filter(|s| !s.is_empty() && !s.starts_with("{{"));
-            match steps::finalize::run(&ctx, status.as_deref(), &[], publisher_ref, &mut stdout).await {
+            // The metrics go to CloudWatch with PutMetricData; the EMF lines are printed only without
+            // it, so that a log agent shipping stdout cannot count a run twice.
+            let cloudwatch = if no_metrics {
+                None
+            } else {
+                Some(aphex::telemetry::metrics::CloudWatchMetrics::from_env().await)
+            };
+            let mut stdout: Box<dyn std::io::Write + Send> =
+                if cloudwatch.is_some() { Box::new(std::io::sink()) } else { Box::new(std::io::stdout()) };
+            let metrics = cloudwatch.as_ref().map(|c| c as &dyn aphex::telemetry::metrics::MetricPublisher);
+            match steps::finalize::run(&ctx, status.as_deref(), &[], publisher_ref, &mut *stdout, metrics)
+                .await
+            {
                 Ok(record) => {
                     eprintln!("[finalize] run {} {:?}", record.run.run_id, record.status);
                     Ok(())
@@ -271,13 +432,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(err) => {
-            eprintln!("error: {err}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(result)
 }
 
 #[cfg(test)]

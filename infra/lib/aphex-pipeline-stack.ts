@@ -43,9 +43,18 @@ export const WEBHOOK_K8S_GROUP = 'aphex:webhook';
 /** Key prefix of the webhook's delivery ledger in the artifact bucket (aphex::webhook::ledger::LEDGER_PREFIX). */
 export const DELIVERY_LEDGER_PREFIX = 'aphex/webhook-deliveries/';
 export const TEMPLATE_MANAGER_K8S_GROUP = 'aphex:template-manager';
-/** The metric `aphex step finalize` emits (CloudWatch Embedded Metric Format) for each failed run. */
+/**
+ * The metric `aphex step finalize` publishes (CloudWatch PutMetricData) for each run: 1 when it failed.
+ * Must equal aphex::telemetry::metrics::{NAMESPACE, RUNS_FAILED} (a Rust test reads this file).
+ */
 export const METRIC_NAMESPACE = 'AphexPipeline';
 export const RUNS_FAILED_METRIC = 'RunsFailed';
+/** The ConfigMap every pipeline pod reads as environment (aphex::argo::PLATFORM_CONFIGMAP). */
+export const PLATFORM_CONFIGMAP = 'aphex-platform';
+/** The log group of a pipeline's step logs (aphex::telemetry::logs::default_log_group). */
+export function stepLogGroupName(pipelineName: string): string {
+  return `/aphex/${pipelineName}`;
+}
 
 /** Records why a checkov check does not apply to a resource (read by checkov from the template). */
 export function skipCheckov(scope: IConstruct, checks: Record<string, string>): void {
@@ -214,6 +223,48 @@ export class AphexPipelineStack extends Stack {
       actions: ['events:PutEvents'],
       resources: [Stack.of(this).formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
     }));
+    // `notifications.email` of aphex-config.yaml: the pipeline stage subscribes (and removes what it
+    // subscribed) on the pipeline's topic only.
+    workflowRole.addToPolicy(new iam.PolicyStatement({
+      sid: 'ManageEmailSubscriptions',
+      actions: ['sns:ListSubscriptionsByTopic', 'sns:Subscribe', 'sns:Unsubscribe'],
+      resources: [topic.topicArn],
+    }));
+    // Run metrics: PutMetricData has no resource-level permission; the condition keeps it to our namespace.
+    workflowRole.addToPolicy(new iam.PolicyStatement({
+      sid: 'PublishRunMetrics',
+      actions: ['cloudwatch:PutMetricData'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
+    }));
+    // Step logs: one group per pipeline (created here, with retention), a stream per run and stage.
+    const stepLogs = new logs.LogGroup(this, 'StepLogs', {
+      logGroupName: stepLogGroupName(c.pipelineName),
+      retention: retention(c.logRetentionDays),
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    skipCheckov(stepLogs, { CKV_AWS_158: LOGS_KMS_REASON });
+    workflowRole.addToPolicy(new iam.PolicyStatement({
+      sid: 'ShipStepLogs',
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      // The group's ARN ends in `:*`, which covers its streams (`...:log-stream:<run>/<stage>`).
+      resources: [stepLogs.logGroupArn],
+    }));
+    const platformSettings = new eks.KubernetesManifest(this, 'PlatformSettings', {
+      cluster,
+      overwrite: true,
+      manifest: [{
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: PLATFORM_CONFIGMAP, namespace: c.argoNamespace, labels: { 'app.kubernetes.io/part-of': 'aphex' } },
+        data: {
+          APHEX_SNS_TOPIC_ARN: topic.topicArn,
+          APHEX_LOG_GROUP: stepLogs.logGroupName,
+          ...(c.argoUrl ? { APHEX_ARGO_URL: c.argoUrl } : {}),
+        },
+      }],
+    });
+    platformSettings.node.addDependency(argo);
     new eks.CfnPodIdentityAssociation(this, 'WorkflowPodIdentity', {
       clusterName: c.clusterName,
       namespace: c.argoNamespace,

@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import {
-  AphexPipelineStack, DELIVERY_LEDGER_PREFIX, PIPELINE_DETAIL_TYPES, STACK_STATUSES, TEMPLATE_MANAGER_K8S_GROUP, WEBHOOK_K8S_GROUP,
+  AphexPipelineStack, DELIVERY_LEDGER_PREFIX, METRIC_NAMESPACE, PIPELINE_DETAIL_TYPES, PLATFORM_CONFIGMAP, STACK_STATUSES,
+  TEMPLATE_MANAGER_K8S_GROUP, WEBHOOK_K8S_GROUP,
 } from '../lib/aphex-pipeline-stack';
 import { AphexInfraConfig, DEFAULT_CONFIG, loadConfig } from '../lib/config';
 import { readDeployTargets } from '../lib/pipeline-config';
@@ -162,6 +163,26 @@ test('EKS: cluster, Argo Helm chart, Pod Identity for workflow pods, access entr
   });
 });
 
+test('workflow pods: email subscriptions on the topic, metrics in our namespace, step logs in the pipeline group, settings in a ConfigMap', () => {
+  const statement = (sid: string) => {
+    for (const r of Object.values(template.findResources('AWS::IAM::Policy')) as any[]) {
+      const found = r.Properties.PolicyDocument.Statement.find((s: any) => s.Sid === sid);
+      if (found) return found;
+    }
+    assert.fail(`no statement ${sid}`);
+  };
+  assert.deepEqual(statement('ManageEmailSubscriptions').Action, ['sns:ListSubscriptionsByTopic', 'sns:Subscribe', 'sns:Unsubscribe']);
+  assert.match(JSON.stringify(statement('ManageEmailSubscriptions').Resource), /NotificationTopic/);
+  assert.deepEqual(statement('PublishRunMetrics').Condition, { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } });
+  assert.deepEqual(statement('ShipStepLogs').Action, ['logs:CreateLogStream', 'logs:PutLogEvents']);
+  assert.match(JSON.stringify(statement('ShipStepLogs').Resource), /StepLogs/);
+  template.hasResourceProperties('AWS::Logs::LogGroup', { LogGroupName: '/aphex/aphex-pipeline', RetentionInDays: 30 });
+  const manifests = Object.values(template.findResources('Custom::AWSCDK-EKS-KubernetesResource')) as any[];
+  const platform = manifests.map((m) => JSON.stringify(m.Properties.Manifest)).find((m) => m.includes(PLATFORM_CONFIGMAP));
+  assert.ok(platform, 'no aphex-platform ConfigMap');
+  for (const key of ['APHEX_SNS_TOPIC_ARN', 'APHEX_LOG_GROUP', 'APHEX_ARGO_URL']) assert.ok(platform.includes(key), `${key} missing: ${platform}`);
+});
+
 test('an existing cluster is imported by name, not created', () => {
   const imported = synth({ ...CONFIG, createCluster: false, clusterName: 'shared-platform', kubectlRoleArn: 'arn:aws:iam::123456789012:role/platform-admin' });
   imported.resourceCountIs('Custom::AWSCDK-EKS-Cluster', 0);
@@ -185,6 +206,7 @@ test('alarms on failed runs, webhook errors and 5xx notify the topic', () => {
  */
 const ALLOWED_STAR_RESOURCE: Array<{ actions: string[]; why: string }> = [
   { actions: ['xray:PutTelemetryRecords', 'xray:PutTraceSegments'], why: 'X-Ray has no resource-level permissions (Lambda active tracing).' },
+  { actions: ['cloudwatch:PutMetricData'], why: 'PutMetricData has no resource-level permissions; the statement is limited to the AphexPipeline namespace by condition.' },
   {
     actions: ['ec2:DescribeDhcpOptions', 'ec2:DescribeInstances', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeRouteTables',
       'ec2:DescribeSecurityGroups', 'ec2:DescribeSubnets', 'ec2:DescribeVpcs', 'iam:CreateServiceLinkedRole', 'iam:GetRole',

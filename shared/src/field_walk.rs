@@ -36,6 +36,8 @@ enum Out {
     PipelineStack,
     /// The notification plan of a succeeded and of a failed run.
     Notify,
+    /// The pipeline step's email subscriptions to the pipeline's topic (against an empty topic).
+    Subscriptions,
 }
 
 /// One field: its schema path, a JSON pointer into [`BASE`] to change, the new (valid) value as JSON,
@@ -48,10 +50,9 @@ struct Field {
     acts: &'static str,
 }
 
-/// Fields implemented on another branch right now (notifications.email subscriptions): their effect is
-/// not observable on this branch. The lead merges both branches and empties this list; the walk then
-/// needs their row in [`FIELDS`].
-const PENDING_OTHER_BRANCH: &[&str] = &["notifications.email[]"];
+/// Fields being implemented on another branch: their effect is not observable on this one yet. Empty
+/// on main: a branch that adds a field lists it here until its effect lands, then gives it a row.
+const PENDING_OTHER_BRANCH: &[&str] = &[];
 
 use Out::*;
 
@@ -330,6 +331,13 @@ const FIELDS: &[Field] = &[
         acts: "finalize → notify: an extra SNS topic the outcome is published to",
     },
     Field {
+        path: "notifications.email[]",
+        pointer: "/notifications/email/0",
+        value: r#""oncall@example.com""#,
+        outputs: &[Subscriptions],
+        acts: "pipeline step: the addresses it subscribes to the pipeline's SNS topic (and unsubscribes when removed, if aphex subscribed them)",
+    },
+    Field {
         path: "notifications.on[]",
         pointer: "/notifications/on/0",
         value: r#""success""#,
@@ -339,10 +347,7 @@ const FIELDS: &[Field] = &[
 ];
 
 /// Where-it-acts text of the fields in [`PENDING_OTHER_BRANCH`] (README column).
-const PENDING_ACTS: &[(&str, &str)] = &[(
-    "notifications.email[]",
-    "notifications: addresses subscribed to the pipeline's SNS topic (on the notifications branch)",
-)];
+const PENDING_ACTS: &[(&str, &str)] = &[];
 
 /// A config with every field set; each row changes one value of it.
 const BASE: &str = r#"
@@ -587,6 +592,17 @@ fn observe(config: &Config) -> BTreeMap<Out, String> {
         notify.push(format!("{:?}", crate::notify::plan(&incoming, &crate::notify::Defaults::default())));
     }
     out.insert(Notify, format!("{notify:?}"));
+    out.insert(
+        Subscriptions,
+        format!(
+            "{:?}",
+            crate::notify::subscriptions::plan_subscriptions(
+                config.notifications.as_ref().map_or(&[][..], |n| &n.email[..]),
+                &[],
+                &[]
+            )
+        ),
+    );
     out
 }
 

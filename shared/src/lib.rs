@@ -22,6 +22,7 @@ pub mod runner;
 pub mod steps;
 
 pub mod notify;
+pub mod telemetry;
 
 pub mod yaml_out;
 

@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::{Approval, Concurrency, Config, Environment};
+use crate::config::{Approval, Concurrency, Config, Environment, NotifyOn};
 
 /// Where a deploy step writes its stack outputs (JSON) inside its pod, and where a test step reads them.
 pub const OUTPUTS_FILE: &str = "/tmp/aphex/outputs.json";
@@ -95,6 +95,14 @@ pub enum StageKind {
     /// Self-update: deploy the pipeline's own stack when it changed, then regenerate and apply the
     /// WorkflowTemplate.
     Pipeline,
+    /// Announces that the run reached the manual approval gate `gate` before `env` (runs just before the
+    /// gate, when `notifications.on` has `approval`): `aphex step notify --event approval-requested`.
+    ApprovalRequested {
+        env: String,
+        gate: String,
+        /// The config's `notifications` the event carries (Slack secret, extra topic, `on`).
+        settings: crate::notify::NotificationSettings,
+    },
     /// Manual approval gate before an environment.
     Approval {
         env: String,
@@ -255,16 +263,57 @@ pub fn build(config: &Config) -> Plan {
         pod: PREPARE_POD.into(),
     });
 
+    let settings =
+        config.notifications.as_ref().map(crate::notify::NotificationSettings::from).unwrap_or_default();
     let mut previous = "pipeline".to_owned();
     for env in &config.environments {
         let region_env = region_vars(env);
         let mut deploy_deps = vec![previous.clone()];
         if env.approval == Approval::Manual {
             let id = format!("approve-{}", env.name);
+            let mut gate_deps = vec![previous.clone()];
+            if settings.on.contains(&NotifyOn::Approval) {
+                let notify_id = format!("{}{}", crate::steps::notify::APPROVAL_STAGE_PREFIX, env.name);
+                let mut args = step(&[
+                    "notify",
+                    "--event",
+                    crate::steps::notify::EVENT_APPROVAL_REQUESTED,
+                    "--env",
+                    &env.name,
+                    "--gate",
+                    &id,
+                    "--namespace",
+                    &p.namespace,
+                ]);
+                for (flag, value) in [
+                    ("--slack-webhook-secret", settings.slack_webhook_secret.as_ref()),
+                    ("--sns-topic-arn", settings.sns_topic_arn.as_ref()),
+                ] {
+                    if let Some(value) = value {
+                        args.extend([Arg::Literal(flag.into()), Arg::Literal(value.clone())]);
+                    }
+                }
+                let on: Vec<&str> = settings.on.iter().map(|o| crate::notify::outcome_word(*o)).collect();
+                args.extend([Arg::Literal("--notify-on".into()), Arg::Literal(on.join(","))]);
+                stages.push(Stage {
+                    id: notify_id.clone(),
+                    kind: StageKind::ApprovalRequested {
+                        env: env.name.clone(),
+                        gate: id.clone(),
+                        settings: settings.clone(),
+                    },
+                    depends_on: vec![previous.clone()],
+                    args,
+                    env: vec![],
+                    timeout_seconds: Some(300),
+                    pod: notify_id.clone(),
+                });
+                gate_deps = vec![notify_id];
+            }
             stages.push(Stage {
                 id: id.clone(),
                 kind: StageKind::Approval { env: env.name.clone() },
-                depends_on: vec![previous.clone()],
+                depends_on: gate_deps,
                 args: vec![],
                 env: vec![],
                 timeout_seconds: None,
@@ -528,9 +577,10 @@ impl Stage {
     /// The environment this stage belongs to, if any.
     pub fn env_name(&self) -> Option<&str> {
         match &self.kind {
-            StageKind::Approval { env } | StageKind::Deploy { env, .. } | StageKind::Test { env } => {
-                Some(env)
-            }
+            StageKind::ApprovalRequested { env, .. }
+            | StageKind::Approval { env }
+            | StageKind::Deploy { env, .. }
+            | StageKind::Test { env } => Some(env),
             _ => None,
         }
     }
@@ -553,6 +603,7 @@ impl fmt::Display for StageKind {
             StageKind::Validate => f.write_str("validate"),
             StageKind::Build => f.write_str("build"),
             StageKind::Pipeline => f.write_str("pipeline self-update"),
+            StageKind::ApprovalRequested { env, .. } => write!(f, "notify: approval requested for {env}"),
             StageKind::Approval { env } => write!(f, "manual approval before {env}"),
             StageKind::Deploy { env, region, account, .. } => write!(f, "deploy {env} ({account}, {region})"),
             StageKind::Test { env } => write!(f, "post-deploy tests of {env}"),
@@ -650,14 +701,49 @@ environments:
         let plan = build(&config(TWO_ENVS));
         assert_eq!(
             ids(&plan),
-            ["validate", "build", "pipeline", "deploy-dev", "test-dev", "approve-prod", "deploy-prod"]
+            [
+                "validate",
+                "build",
+                "pipeline",
+                "deploy-dev",
+                "test-dev",
+                "notify-approve-prod",
+                "approve-prod",
+                "deploy-prod"
+            ]
         );
         let deps = |id: &str| plan.stage(id).map(|s| s.depends_on.clone()).unwrap_or_default();
         assert_eq!(deps("deploy-dev"), ["pipeline"]);
-        assert_eq!(deps("approve-prod"), ["test-dev"]);
+        assert_eq!(deps("notify-approve-prod"), ["test-dev"]);
+        assert_eq!(deps("approve-prod"), ["notify-approve-prod"]);
         assert_eq!(deps("deploy-prod"), ["approve-prod"]);
         assert_eq!(plan.finalize.kind, StageKind::Finalize);
         assert_eq!(plan.mutex_name("prod"), "aphex-aphex-pipeline-prod");
+    }
+
+    /// `notifications` decides whether a gate announces itself and what the announcement carries.
+    fn check_announcement(notifications: &str, expect: Option<&str>) {
+        let plan = build(&config(&format!("{TWO_ENVS}{notifications}")));
+        let stage = plan.stage("notify-approve-prod");
+        let got = stage.map(|s| s.argv(|p| format!("<{p:?}>")).join(" "));
+        match (got, expect) {
+            (None, None) => assert_eq!(plan.stage("approve-prod").unwrap().depends_on, ["test-dev"]),
+            (Some(got), Some(tail)) => assert!(got.ends_with(tail), "{got}\nshould end with {tail}"),
+            (got, expect) => panic!("{notifications}: got {got:?}, expected {expect:?}"),
+        }
+    }
+
+    #[test]
+    fn approval_announcements_follow_notifications() {
+        check_announcement("", Some("--run-id <RunId> --notify-on failure,approval"));
+        check_announcement("notifications: { on: [failure] }\n", None);
+        check_announcement(
+            "notifications: { on: [approval], slack: { webhookSecret: aphex/slack }, snsTopicArn: arn:aws:sns:us-east-1:111111111111:t }\n",
+            Some(
+                "--run-id <RunId> --slack-webhook-secret aphex/slack --sns-topic-arn arn:aws:sns:us-east-1:111111111111:t \
+                 --notify-on approval",
+            ),
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Adapters {
     pub approver: Arc<dyn Approver>,
     pub progress: Arc<dyn Progress>,
     pub sink: Arc<dyn OutputSink>,
+    /// Email subscriptions (pipeline stage) and approval notifications, delivered in process.
+    pub notify: steps::notify::NotifyAdapters,
 }
 
 impl std::fmt::Debug for Adapters {
@@ -137,13 +139,36 @@ pub async fn run_local(
             StageKind::Build => steps::build::run(&source_ctx).await,
             StageKind::Pipeline => {
                 match steps::deploy::adopt_build_tree(&work_ctx, steps::deploy::PIPELINE_STAGE).await {
-                    Ok(_) => steps::deploy::run_pipeline(&work_ctx, adapters.updater.as_ref()).await,
+                    Ok(_) => {
+                        steps::deploy::run_pipeline(
+                            &work_ctx,
+                            adapters.updater.as_ref(),
+                            Some(&adapters.notify),
+                        )
+                        .await
+                    }
                     Err(error) => {
                         work_ctx
                             .record(&stage.id, None, async { Err::<steps::StageReport, _>(error.into()) })
                             .await
                     }
                 }
+            }
+            StageKind::ApprovalRequested { env, gate, settings } => {
+                let publisher = steps::notify::DirectDelivery {
+                    notifier: adapters.notify.notifier.clone(),
+                    defaults: adapters.notify.defaults.clone(),
+                };
+                steps::notify::run_approval_requested(
+                    &work_ctx,
+                    &stage.id,
+                    env,
+                    gate,
+                    &plan.namespace,
+                    settings,
+                    &publisher,
+                )
+                .await
             }
             StageKind::Approval { env } => {
                 let waited = Instant::now();
@@ -194,7 +219,7 @@ pub async fn run_local(
     let metrics_file = local.state_dir.join("metrics.emf");
     let mut metrics = std::fs::File::create(&metrics_file)
         .map_err(|source| StepError::Io { path: metrics_file.clone(), source })?;
-    let mut record = steps::finalize::run(&work_ctx, None, &planned, None, &mut metrics).await?;
+    let mut record = steps::finalize::run(&work_ctx, None, &planned, None, &mut metrics, None).await?;
     let total = clock.elapsed();
     let external =
         Duration::from_millis(record.stages.iter().map(|s| s.external_ms).sum::<u64>()) + approvals;
@@ -380,6 +405,11 @@ environments:
             approver,
             progress: seen.clone(),
             sink: Arc::new(MemorySink::default()),
+            notify: crate::steps::notify::NotifyAdapters {
+                notifier: Arc::new(crate::notify::RecordingNotifier::new()),
+                defaults: crate::notify::Defaults::default(),
+                state: Arc::new(crate::artifacts::LocalStore::new(state.path().join("pipeline-state"))),
+            },
         };
         let local = LocalRun {
             repo_dir: repo.path().to_path_buf(),
@@ -414,6 +444,7 @@ environments:
                 "pipeline:Succeeded",
                 "deploy-dev:Succeeded",
                 "test-dev:Succeeded",
+                "notify-approve-prod:Succeeded",
                 "approve-prod:Succeeded",
                 "deploy-prod:Succeeded"
             ]

@@ -273,7 +273,30 @@ pub struct Container {
     pub args: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Variables from ConfigMaps: the platform's settings ([`PLATFORM_CONFIGMAP`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
     pub resources: Resources,
+}
+
+/// The ConfigMap the infra writes in the pipeline's namespace with the platform's settings every pod
+/// reads as environment variables: `APHEX_SNS_TOPIC_ARN` (email subscriptions), `APHEX_LOG_GROUP`
+/// (step logs), `APHEX_ARGO_URL`. Optional: a cluster without it runs with none of them.
+pub const PLATFORM_CONFIGMAP: &str = "aphex-platform";
+
+/// `envFrom` entry (Kubernetes `EnvFromSource`, ConfigMap only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFromSource {
+    pub config_map_ref: ConfigMapEnvSource,
+}
+
+/// Kubernetes `ConfigMapEnvSource`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapEnvSource {
+    pub name: String,
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

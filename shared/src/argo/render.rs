@@ -23,9 +23,10 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::{
-    API_VERSION, Arguments, Artifact, Backoff, Container, DagTask, DagTemplate, EnvVar, Inputs, Metadata,
-    Mutex, ObjectMeta, Outputs, Parameter, PodGc, RawArtifact, Resources, RetryStrategy, SuspendTemplate,
-    Synchronization, Template, TtlStrategy, ValueFrom, WorkflowSpec, WorkflowTemplate, keys,
+    API_VERSION, Arguments, Artifact, Backoff, ConfigMapEnvSource, Container, DagTask, DagTemplate,
+    EnvFromSource, EnvVar, Inputs, Metadata, Mutex, ObjectMeta, Outputs, PLATFORM_CONFIGMAP, Parameter,
+    PodGc, RawArtifact, Resources, RetryStrategy, SuspendTemplate, Synchronization, Template, TtlStrategy,
+    ValueFrom, WorkflowSpec, WorkflowTemplate, keys,
 };
 use crate::config::Config;
 use crate::plan::{Arg, OUTPUTS_FILE, Param, Plan, Stage, StageKind};
@@ -320,7 +321,10 @@ fn resources<'k>(kinds: impl IntoIterator<Item = &'k StageKind>) -> Resources {
     let size = |kind: &StageKind| match kind {
         StageKind::Build | StageKind::Deploy { .. } => 2,
         StageKind::Pipeline | StageKind::Test { .. } => 1,
-        StageKind::Validate | StageKind::Finalize | StageKind::Approval { .. } => 0,
+        StageKind::Validate
+        | StageKind::Finalize
+        | StageKind::ApprovalRequested { .. }
+        | StageKind::Approval { .. } => 0,
     };
     let (cpu, mem, limit) = match kinds.into_iter().map(size).max().unwrap_or(0) {
         2 => ("1", "2Gi", "4Gi"),
@@ -338,6 +342,7 @@ fn stage_label(kind: &StageKind) -> &'static str {
         StageKind::Validate => "validate",
         StageKind::Build => "build",
         StageKind::Pipeline => "pipeline",
+        StageKind::ApprovalRequested { .. } => "notify",
         StageKind::Approval { .. } => "approval",
         StageKind::Deploy { .. } => "deploy",
         StageKind::Test { .. } => "test",
@@ -477,6 +482,9 @@ fn pod_template(plan: &Plan, pod: &str, members: &[&Stage]) -> Template {
             command,
             args,
             env,
+            env_from: vec![EnvFromSource {
+                config_map_ref: ConfigMapEnvSource { name: PLATFORM_CONFIGMAP.into(), optional: true },
+            }],
             resources: resources(members.iter().map(|s| &s.kind)),
         }),
     }
@@ -537,13 +545,37 @@ environments:
         let want = [
             ("prepare", None),
             ("env-dev", Some("prepare")),
-            ("approve-prod", Some("env-dev")),
+            ("notify-approve-prod", Some("env-dev")),
+            ("approve-prod", Some("notify-approve-prod")),
             ("env-prod", Some("approve-prod")),
         ];
         let want: Vec<(String, Option<String>)> =
             want.iter().map(|(a, b)| (a.to_string(), b.map(str::to_owned))).collect();
         assert_eq!(got, want);
         assert_eq!(t.spec.on_exit, "finalize");
+        // The announcement is a pod like any step; the gate stays a suspend node; every pod reads the
+        // platform settings.
+        let notify =
+            t.spec.template("notify-approve-prod").and_then(|t| t.container.clone()).unwrap_or_default();
+        assert_eq!(
+            &notify.args[..10],
+            [
+                "step",
+                "notify",
+                "--event",
+                "approval-requested",
+                "--env",
+                "prod",
+                "--gate",
+                "approve-prod",
+                "--namespace",
+                "argo"
+            ]
+        );
+        assert_eq!(notify.env_from[0].config_map_ref.name, PLATFORM_CONFIGMAP);
+        assert!(
+            t.spec.template("approve-prod").is_some_and(|t| t.suspend.is_some() && t.container.is_none())
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The production `Notifier`: Slack deliveries to the Slack webhook sender, SNS deliveries to the SNS
-//! publisher.
+//! The production `Notifier`: Slack deliveries to the Slack webhook sender, SNS deliveries and topic
+//! subscriptions to the SNS adapter.
 
 use async_trait::async_trait;
 
@@ -7,6 +7,7 @@ use super::deliver::{DeliveryError, Notifier};
 use super::plan::Delivery;
 use super::slack::SlackWebhook;
 use super::sns::SnsTopicPublisher;
+use super::subscriptions::TopicSubscription;
 
 /// Routes each delivery to its channel's sender.
 #[derive(Debug)]
@@ -28,5 +29,17 @@ impl Notifier for Channels {
                 Ok(())
             }
         }
+    }
+
+    async fn list_subscriptions(&self, topic_arn: &str) -> Result<Vec<TopicSubscription>, DeliveryError> {
+        self.sns.list_subscriptions(topic_arn).await
+    }
+
+    async fn subscribe_email(&self, topic_arn: &str, address: &str) -> Result<String, DeliveryError> {
+        self.sns.subscribe_email(topic_arn, address).await
+    }
+
+    async fn unsubscribe(&self, subscription_arn: &str) -> Result<(), DeliveryError> {
+        self.sns.unsubscribe(subscription_arn).await
     }
 }

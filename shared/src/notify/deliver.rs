@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::NotifyError;
 use super::plan::Delivery;
+use super::subscriptions::{PENDING_CONFIRMATION, TopicSubscription};
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -20,6 +21,16 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub trait Notifier: Send + Sync {
     /// Sends `delivery` once (retries are the caller's job, see [`deliver_all`]).
     async fn send(&self, delivery: &Delivery) -> Result<(), DeliveryError>;
+
+    /// Every subscription of `topic_arn` (SNS `ListSubscriptionsByTopic`, all pages).
+    async fn list_subscriptions(&self, topic_arn: &str) -> Result<Vec<TopicSubscription>, DeliveryError>;
+
+    /// Subscribes an email address to `topic_arn` (SNS `Subscribe`, protocol `email`; SNS mails the
+    /// address a confirmation link). Returns the subscription ARN, or `pending confirmation`.
+    async fn subscribe_email(&self, topic_arn: &str, address: &str) -> Result<String, DeliveryError>;
+
+    /// Removes a confirmed subscription (SNS `Unsubscribe`).
+    async fn unsubscribe(&self, subscription_arn: &str) -> Result<(), DeliveryError>;
 }
 
 /// Why one send failed. Never contains the Slack webhook URL.
@@ -198,11 +209,14 @@ async fn deliver_one(
     }
 }
 
-/// In-memory [`Notifier`] for tests: records every attempt and answers with scripted errors first.
+/// In-memory [`Notifier`] for tests: records every attempt and answers with scripted errors first; keeps
+/// topic subscriptions in a table (every new one pending, as SNS leaves an email subscription until the
+/// address confirms it; [`RecordingNotifier::confirm_all`] confirms them).
 #[derive(Debug, Default)]
 pub struct RecordingNotifier {
     attempts: Mutex<Vec<Delivery>>,
     script: Mutex<VecDeque<DeliveryError>>,
+    subscriptions: Mutex<Vec<(String, TopicSubscription)>>,
 }
 
 impl RecordingNotifier {
@@ -213,7 +227,18 @@ impl RecordingNotifier {
 
     /// The next sends fail with these errors, in order; later sends succeed.
     pub fn failing_with(errors: impl IntoIterator<Item = DeliveryError>) -> Self {
-        Self { attempts: Mutex::default(), script: Mutex::new(errors.into_iter().collect()) }
+        Self { script: Mutex::new(errors.into_iter().collect()), ..Self::default() }
+    }
+
+    /// Confirms every pending subscription (each gets an ARN), as recipients clicking the link.
+    pub fn confirm_all(&self) {
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            for (n, (topic, sub)) in subs.iter_mut().enumerate() {
+                if !sub.is_confirmed() {
+                    sub.arn = format!("{topic}:sub-{n}");
+                }
+            }
+        }
     }
 
     /// Every attempted delivery, failed ones included.
@@ -233,5 +258,31 @@ impl Notifier for RecordingNotifier {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    async fn list_subscriptions(&self, topic_arn: &str) -> Result<Vec<TopicSubscription>, DeliveryError> {
+        let subs = self.subscriptions.lock().map(|s| s.clone()).unwrap_or_default();
+        Ok(subs.into_iter().filter(|(t, _)| t == topic_arn).map(|(_, s)| s).collect())
+    }
+
+    async fn subscribe_email(&self, topic_arn: &str, address: &str) -> Result<String, DeliveryError> {
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.push((
+                topic_arn.to_owned(),
+                TopicSubscription {
+                    protocol: "email".into(),
+                    endpoint: address.to_owned(),
+                    arn: PENDING_CONFIRMATION.into(),
+                },
+            ));
+        }
+        Ok("pending confirmation".into())
+    }
+
+    async fn unsubscribe(&self, subscription_arn: &str) -> Result<(), DeliveryError> {
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.retain(|(_, s)| s.arn != subscription_arn);
+        }
+        Ok(())
     }
 }

@@ -174,6 +174,10 @@ pub struct PipelineStatusEvent {
     /// Link to the run in the Argo UI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argo_url: Option<String>,
+    /// How to pass the gate of a [`RunStatus::WaitingForApproval`] run: the exact `argo resume` command,
+    /// or what the local runner's prompt expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_command: Option<String>,
     /// Who hears about it (from the config's `notifications`; absent: the function's defaults).
     #[serde(default)]
     pub notifications: NotificationSettings,
@@ -204,6 +208,7 @@ impl PipelineStatusEvent {
             failed_stack: None,
             failure_reason: None,
             argo_url: None,
+            approve_command: None,
             notifications: NotificationSettings::default(),
         }
     }

@@ -92,6 +92,9 @@ impl Notification {
         if let Some(seconds) = run.duration_seconds {
             facts.push(("Duration".to_owned(), format_duration(seconds)));
         }
+        if let Some(command) = &run.approve_command {
+            facts.push(("To approve".to_owned(), command.clone()));
+        }
         if let Some(stack) = &run.failed_stack {
             let status = stack.status.as_deref().map(|s| format!(", {s}")).unwrap_or_default();
             facts.push((

@@ -14,6 +14,7 @@ mod message;
 mod plan;
 mod slack;
 mod sns;
+pub mod subscriptions;
 #[cfg(test)]
 mod tests;
 
@@ -33,10 +34,14 @@ pub use message::{
 };
 pub use plan::{
     Defaults, Delivery, DeliveryPlan, ENV_ARGO_URL, ENV_SLACK_WEBHOOK_SECRET, ENV_SNS_TOPIC_ARN,
-    ENV_STACK_NOTIFY_ON, plan,
+    ENV_STACK_NOTIFY_ON, outcome_word, parse_outcome, plan,
 };
 pub use slack::{SecretSource, SecretsManagerSource, SlackWebhook, StaticSecret, slack_webhook_url};
 pub use sns::SnsTopicPublisher;
+pub use subscriptions::{
+    OwnedSubscriptions, SubscriptionPlan, SyncReport, TopicSubscription, plan_subscriptions,
+    sync_email_subscriptions,
+};
 
 use std::fmt;
 

@@ -173,10 +173,16 @@ pub fn plan(event: &IncomingEvent, defaults: &Defaults) -> DeliveryPlan {
     DeliveryPlan::Send { notification, deliveries }
 }
 
-fn outcome_word(on: NotifyOn) -> &'static str {
+/// The config's word for an outcome: `success`, `failure`, `approval`.
+pub fn outcome_word(on: NotifyOn) -> &'static str {
     match on {
         NotifyOn::Success => "success",
         NotifyOn::Failure => "failure",
         NotifyOn::Approval => "approval",
     }
+}
+
+/// Parses [`outcome_word`] back.
+pub fn parse_outcome(word: &str) -> Option<NotifyOn> {
+    [NotifyOn::Success, NotifyOn::Failure, NotifyOn::Approval].into_iter().find(|o| outcome_word(*o) == word)
 }

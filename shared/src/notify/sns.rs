@@ -1,4 +1,4 @@
-//! SNS delivery (aws-sdk-sns) and the classification of AWS SDK errors as transient or permanent.
+//! SNS delivery and topic subscriptions (aws-sdk-sns) and the classification of AWS SDK errors as transient or permanent.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -6,6 +6,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::deliver::DeliveryError;
 use super::message::SnsMessage;
+use super::subscriptions::TopicSubscription;
 
 /// Publishes subject + body messages to SNS topics.
 #[derive(Debug, Clone)]
@@ -31,6 +32,56 @@ impl SnsTopicPublisher {
             .await
             .map_err(|e| aws_error("SNS", "Publish", e))?;
         Ok(output.message_id().unwrap_or_default().to_owned())
+    }
+
+    /// Every subscription of `topic_arn`, following `NextToken` (SNS returns 100 per page).
+    pub async fn list_subscriptions(&self, topic_arn: &str) -> Result<Vec<TopicSubscription>, DeliveryError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_subscriptions_by_topic()
+                .topic_arn(topic_arn)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("SNS", "ListSubscriptionsByTopic", e))?;
+            out.extend(page.subscriptions().iter().map(|s| TopicSubscription {
+                protocol: s.protocol().unwrap_or_default().to_owned(),
+                endpoint: s.endpoint().unwrap_or_default().to_owned(),
+                arn: s.subscription_arn().unwrap_or_default().to_owned(),
+            }));
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Subscribes `address` (protocol `email`); returns the subscription ARN or `pending confirmation`.
+    pub async fn subscribe_email(&self, topic_arn: &str, address: &str) -> Result<String, DeliveryError> {
+        let output = self
+            .client
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("email")
+            .endpoint(address)
+            .send()
+            .await
+            .map_err(|e| aws_error("SNS", "Subscribe", e))?;
+        Ok(output.subscription_arn().unwrap_or_default().to_owned())
+    }
+
+    /// Removes the subscription `subscription_arn`.
+    pub async fn unsubscribe(&self, subscription_arn: &str) -> Result<(), DeliveryError> {
+        self.client
+            .unsubscribe()
+            .subscription_arn(subscription_arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("SNS", "Unsubscribe", e))?;
+        Ok(())
     }
 }
 

@@ -151,17 +151,21 @@ pub const PIPELINE_STAGE: &str = "pipeline";
 pub async fn run_pipeline(
     ctx: &StepContext,
     updater: &dyn PipelineUpdater,
+    notify: Option<&super::notify::NotifyAdapters>,
 ) -> Result<StageRecord, StepError> {
     ctx.record(PIPELINE_STAGE, None, async {
         ensure_artifacts(ctx, PIPELINE_STAGE).await?;
         let config = ctx.load_config()?;
-        match updater.update(&config, &ctx.work_dir, &ctx.run.commit_sha, ctx.sink.clone()).await {
-            Ok((summary, external)) => {
-                ctx.say(PIPELINE_STAGE, &summary);
-                Ok(StageReport { external, ..Default::default() })
-            }
-            Err(reason) => Err(StepError::Pipeline(reason).into()),
+        let (summary, external) = updater
+            .update(&config, &ctx.work_dir, &ctx.run.commit_sha, ctx.sink.clone())
+            .await
+            .map_err(StepError::Pipeline)?;
+        ctx.say(PIPELINE_STAGE, &summary);
+        // Once per run: `notifications.email` as subscriptions of the pipeline's topic.
+        if let Some(notify) = notify {
+            super::notify::sync_subscriptions(ctx, PIPELINE_STAGE, &config, notify).await?;
         }
+        Ok(StageReport { external, ..Default::default() })
     })
     .await
 }

@@ -1,5 +1,5 @@
-//! `aphex step finalize`: the run record (JSON in the artifact store), CloudWatch Embedded Metric Format
-//! lines on stdout, and the pipeline status event (`source: aphex.pipeline`) for notifications.
+//! `aphex step finalize`: the run record (JSON in the artifact store), the run's metrics (CloudWatch
+//! `PutMetricData`; Embedded Metric Format lines for a local run's file), and the pipeline status event (`source: aphex.pipeline`) for notifications.
 
 use std::io::Write;
 
@@ -10,13 +10,14 @@ use super::validate::{RunStart, start_key};
 use super::{EventPublisher, Outputs, RunInfo, StageRecord, Status, StepContext, StepError, record_key};
 use crate::artifacts::StoreError;
 use crate::config::Config;
+use crate::telemetry::metrics::{Datum, MetricPublisher};
 
 /// Stage id.
 pub const STAGE: &str = "finalize";
-/// CloudWatch namespace of the metrics.
-pub const NAMESPACE: &str = "AphexPipeline";
 /// `source` of pipeline status events (the notify module owns the event's contract).
 pub use crate::notify::PIPELINE_SOURCE as EVENT_SOURCE;
+/// CloudWatch namespace of the metrics (one source: [`crate::telemetry::metrics::NAMESPACE`]).
+pub use crate::telemetry::metrics::NAMESPACE;
 
 /// The record of a whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +145,48 @@ pub fn emf_lines(record: &RunRecord) -> Vec<String> {
     lines.into_iter().map(|l| l.to_string()).collect()
 }
 
+/// The CloudWatch data points of a run, the same set as [`emf_lines`]: with dimension `Pipeline`:
+/// `RunsStarted`, `RunsSucceeded`, `RunsFailed` (0 or 1; the infra's `RunsFailedAlarm` sums it), `Deploys`
+/// (Count) and `RunDuration` (Milliseconds); per stage that ran, `StageDuration` with `Pipeline`,
+/// `Stage`; per stack, `StackDuration` and `Deploys` with `Pipeline`, `Environment`, `Stack`.
+pub fn run_metrics(record: &RunRecord) -> Vec<Datum> {
+    use crate::telemetry::metrics::{DIMENSION_PIPELINE, RUNS_FAILED, Unit};
+    let at = record.ended_at;
+    let pipeline = (DIMENSION_PIPELINE.to_owned(), record.run.pipeline.clone());
+    let datum = |name: &str, dimensions: Vec<(String, String)>, value: f64, unit: Unit| Datum {
+        name: name.to_owned(),
+        dimensions,
+        value,
+        unit,
+        timestamp: at,
+    };
+    let failed = f64::from(u8::from(record.status == Status::Failed));
+    let deploys =
+        record.stages.iter().flat_map(|s| &s.stacks).filter(|s| s.status != Status::Skipped).count() as f64;
+    let run = vec![pipeline.clone()];
+    let mut data = vec![
+        datum("RunsStarted", run.clone(), 1.0, Unit::Count),
+        datum("RunsSucceeded", run.clone(), 1.0 - failed, Unit::Count),
+        datum(RUNS_FAILED, run.clone(), failed, Unit::Count),
+        datum("Deploys", run.clone(), deploys, Unit::Count),
+        datum("RunDuration", run, record.duration_ms as f64, Unit::Milliseconds),
+    ];
+    for stage in record.stages.iter().filter(|s| s.status != Status::Skipped) {
+        let dims = vec![pipeline.clone(), ("Stage".to_owned(), stage.id.clone())];
+        data.push(datum("StageDuration", dims, stage.duration_ms as f64, Unit::Milliseconds));
+        for stack in &stage.stacks {
+            let dims = vec![
+                pipeline.clone(),
+                ("Environment".to_owned(), stage.env.clone().unwrap_or_default()),
+                ("Stack".to_owned(), stack.name.clone()),
+            ];
+            data.push(datum("StackDuration", dims.clone(), stack.duration_ms as f64, Unit::Milliseconds));
+            data.push(datum("Deploys", dims, 1.0, Unit::Count));
+        }
+    }
+    data
+}
+
 /// The pipeline status event (`aphex::notify::PipelineStatusEvent`, the contract the notify Lambda
 /// reads): detail-type and detail. `config` adds each environment's account and region and the
 /// notification settings; without it the event still says what happened.
@@ -183,14 +226,16 @@ pub fn status_event(record: &RunRecord, config: Option<&Config>) -> (&'static st
     (event.detail_type(), detail)
 }
 
-/// Runs finalize: reads the stage records, writes the run record, prints EMF to `metrics_out` and
-/// publishes the status event (when a publisher is given). Returns the record.
+/// Runs finalize: reads the stage records, writes the run record, writes EMF to `metrics_out`, publishes
+/// the run's metrics to CloudWatch (when `metrics` is given) and the status event (when a publisher is
+/// given). Returns the record.
 pub async fn run(
     ctx: &StepContext,
     workflow_status: Option<&str>,
     planned: &[String],
     publisher: Option<&dyn EventPublisher>,
     metrics_out: &mut (dyn Write + Send),
+    metrics: Option<&dyn MetricPublisher>,
 ) -> Result<RunRecord, StepError> {
     let prefix = format!("{}stages/", ctx.run_prefix());
     let mut stages = Vec::new();
@@ -217,6 +262,14 @@ pub async fn run(
     for line in emf_lines(&record) {
         writeln!(metrics_out, "{line}")
             .map_err(|source| StepError::Io { path: "<stdout>".into(), source })?;
+    }
+    if let Some(metrics) = metrics {
+        let data = run_metrics(&record);
+        metrics.put(NAMESPACE, &data).await.map_err(|e| StepError::Metrics(e.to_string()))?;
+        ctx.say(
+            STAGE,
+            &format!("{} metric data points published to CloudWatch namespace {NAMESPACE}", data.len()),
+        );
     }
     if let Some(publisher) = publisher {
         // A config that no longer loads must not stop the failure from being announced.

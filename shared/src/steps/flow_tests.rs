@@ -98,7 +98,15 @@ async fn build_deploy_test_finalize_share_state_through_the_store() {
     assert_eq!(std::fs::read_to_string(f.work.path().join("built.txt")).unwrap(), "building\n");
     test::run(&ctx, "dev", &outputs_file).await.unwrap();
     let mut metrics = Vec::new();
-    let record = finalize::run(&ctx, Some("Succeeded"), &[], None, &mut metrics).await.unwrap();
+    let cloudwatch = crate::telemetry::metrics::MemoryMetrics::default();
+    let record =
+        finalize::run(&ctx, Some("Succeeded"), &[], None, &mut metrics, Some(&cloudwatch)).await.unwrap();
+    let puts = cloudwatch.puts.lock().unwrap().clone();
+    let failed = puts.iter().find(|(_, d)| d.name == "RunsFailed").unwrap();
+    assert_eq!(failed.0, "AphexPipeline");
+    assert_eq!(failed.1.value, 0.0);
+    assert_eq!(failed.1.dimensions, [("Pipeline".to_owned(), record.run.pipeline.clone())]);
+    assert!(puts.iter().any(|(_, d)| d.name == "StackDuration" && d.value == 40.0), "{puts:?}");
     assert_eq!(record.status, Status::Succeeded);
     assert_eq!(record.trigger, "push");
     assert_eq!(
@@ -136,15 +144,19 @@ async fn a_failing_build_command_is_named_and_recorded() {
         .unwrap_err();
     assert!(err.to_string().contains("build (with artifacts)"), "{err}");
     let mut metrics = Vec::new();
+    let cloudwatch = crate::telemetry::metrics::MemoryMetrics::default();
     let record = finalize::run(
         &ctx,
         Some("Failed"),
         &["build".into(), "deploy-dev".into(), "test-dev".into()],
         None,
         &mut metrics,
+        Some(&cloudwatch),
     )
     .await
     .unwrap();
+    let puts = cloudwatch.puts.lock().unwrap().clone();
+    assert!(puts.iter().any(|(_, d)| d.name == "RunsFailed" && d.value == 1.0), "{puts:?}");
     assert_eq!(record.status, Status::Failed);
     assert_eq!(record.failed_stage.as_deref(), Some("build"));
     assert!(record.reason.as_deref().unwrap().contains("exited with code 2"));

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod engine;
 pub mod finalize;
 pub mod names;
+pub mod notify;
 pub mod shell;
 pub mod source;
 pub mod test;
@@ -171,6 +172,10 @@ pub enum StepError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("publishing the pipeline status event failed: {0}")]
     Event(String),
+    #[error("notifications: {0}")]
+    Notify(String),
+    #[error("run metrics: {0}")]
+    Metrics(String),
 }
 
 /// What a stage reports on success besides its own timing: external time and anything to record.

@@ -53,6 +53,16 @@ impl Moto {
         self.runtime.block_on(self.inner.bootstrap(account, region));
     }
 
+    /// An SDK config for moto's default account in `region`.
+    pub fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
+        self.runtime.block_on(self.inner.sdk_config(region))
+    }
+
+    /// Runs an SDK call (or any future) to completion on this helper's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
     fn s3(&self) -> aws_sdk_s3::Client {
         aphex::aws::s3_client(&self.runtime.block_on(self.inner.sdk_config("us-east-1")))
     }
