@@ -87,7 +87,7 @@ fn an_artifact_whose_sha256_differs_stops_the_deploy_naming_the_file() {
         &pods.path().join("fin"),
         repo.path(),
         &sha,
-        &["finalize", "--status", "Failed", "--no-event"],
+        &["finalize", "--status", "Failed", "--no-event", "--no-metrics"],
     );
     assert!(fin.status.success(), "{}", String::from_utf8_lossy(&fin.stderr));
     let record: serde_json::Value =

@@ -80,7 +80,10 @@ async fn apply_skip_change_reject_and_roll_back() {
     let main =
         doc.pointer("/spec/templates/0/dag/tasks").and_then(Value::as_array).cloned().unwrap_or_default();
     let names: Vec<&str> = main.iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["prepare", "env-dev", "env-qa", "env-staging", "approve-prod", "env-prod"]);
+    assert_eq!(
+        names,
+        ["prepare", "env-dev", "env-qa", "env-staging", "notify-approve-prod", "approve-prod", "env-prod"]
+    );
     let history = fake.get("v1", "argo", "configmaps", "payments-history").unwrap_or_default();
     assert!(history.pointer("/data/v00000001").is_some(), "{history}");
 
@@ -95,8 +98,8 @@ async fn apply_skip_change_reject_and_roll_back() {
     fake.set_validator(
         "workflowtemplates",
         Arc::new(|obj: &Value| {
-            if obj.pointer("/spec/templates").and_then(Value::as_array).is_some_and(|t| t.len() > 13) {
-                Err("spec.templates: Too many: must have at most 13 items".into())
+            if obj.pointer("/spec/templates").and_then(Value::as_array).is_some_and(|t| t.len() > 14) {
+                Err("spec.templates: Too many: must have at most 14 items".into())
             } else {
                 Ok(())
             }
