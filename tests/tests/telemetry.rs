@@ -26,7 +26,7 @@ pipeline:
 build:
   commands:
     - echo "building with token $GITHUB_TOKEN from https://x-access-token:pw-1234567@example.com/acme/app"
-    - exit 3
+    - echo "fetch failed for token $GITHUB_TOKEN" >&2; exit 3
 synth:
   command: "sh synth.sh"
 environments:
@@ -108,6 +108,12 @@ fn a_failed_run_publishes_runs_failed_and_its_step_logs_masked() {
     let stderr = String::from_utf8_lossy(&finalize.stderr);
     assert!(finalize.status.success(), "{stderr}");
     assert!(finalize.stdout.is_empty(), "no EMF on stdout when the metrics go to CloudWatch");
+    // The stage and run records (what notifications quote) keep the failure, masked.
+    for key in ["runs/run-9/stages/build.json", "runs/run-9/record.json"] {
+        let text = std::fs::read_to_string(store.path().join(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(text.contains("fetch failed for token ***"), "{key}: the failure with its last lines: {text}");
+        assert!(!text.contains(TOKEN) && !text.contains("pw-1234567"), "{key} keeps a secret: {text}");
+    }
 
     // Logs: a stream per run and stage, as printed, masked.
     let lines = log_lines(&moto, "run-9/build");

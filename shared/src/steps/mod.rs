@@ -333,7 +333,11 @@ impl StepContext {
             ended_at: time::OffsetDateTime::now_utc(),
             duration_ms: ms(duration),
             external_ms: ms(report.external.min(duration)),
-            error: error.as_ref().map(|e| e.to_string()),
+            // The record outlives the run and notifications quote it: no secret may reach it (a
+            // failed command's last lines can print one).
+            error: error
+                .as_ref()
+                .map(|e| crate::telemetry::redact::Redactor::from_env().apply(&e.to_string())),
             stacks: report.stacks,
             outputs: report.outputs,
             artifacts: report.artifacts,
