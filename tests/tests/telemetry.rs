@@ -111,7 +111,10 @@ fn a_failed_run_publishes_runs_failed_and_its_step_logs_masked() {
     // The stage and run records (what notifications quote) keep the failure, masked.
     for key in ["runs/run-9/stages/build.json", "runs/run-9/record.json"] {
         let text = std::fs::read_to_string(store.path().join(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert!(text.contains("fetch failed for token ***"), "{key}: the failure with its last lines: {text}");
+        assert!(
+            text.contains("fetch failed for token ***"),
+            "{key}: the failure with its last lines: {text}"
+        );
         assert!(!text.contains(TOKEN) && !text.contains("pw-1234567"), "{key} keeps a secret: {text}");
     }
 
