@@ -162,11 +162,17 @@ fn chained_stages(words: &[String]) -> anyhow::Result<Vec<Args>> {
     let mut stages = Vec::new();
     let mut rest = words;
     while let Some((count, tail)) = rest.split_first() {
-        let n: usize = count.parse().with_context(|| {
-            format!("`aphex step chain`: expected the word count of the next stage, found `{count}`")
-        })?;
+        let n: usize = count
+            .parse()
+            .ok()
+            .filter(|n| *n > 0 && count.bytes().all(|b| b.is_ascii_digit()) && !count.starts_with('0'))
+            .with_context(|| {
+                format!(
+                    "`aphex step chain`: expected the word count of the next stage (a number from 1), found `{count}`"
+                )
+            })?;
         if n > tail.len() {
-            bail!("`aphex step chain`: a stage of {n} words, but only {} words follow", tail.len());
+            bail!("`aphex step chain`: a stage of {n} words, but only {} follow", tail.len());
         }
         let (line, next) = tail.split_at(n);
         let ChainedCommand::Step(args) = ChainedStage::try_parse_from(line)
@@ -486,7 +492,10 @@ mod tests {
         );
         check(vec![], Err("no stage given"));
         check(vec!["x".into()], Err("expected the word count"));
-        check(vec!["40".into(), "step".into()], Err("only 1 words follow"));
+        check(vec!["40".into(), "step".into()], Err("but only 1 follow"));
+        for count in ["0", "01", "+2", "-1"] {
+            check(vec![count.into(), "step".into(), "build".into()], Err("a number from 1"));
+        }
         let nested = chain(&[vec!["step".into(), "chain".into(), "1".into(), "step".into()]]);
         check(nested, Err("cannot contain another chain"));
         let mut bad = chain(&[line("validate", "main")]);

@@ -180,8 +180,8 @@ const FIELDS: &[Field] = &[
         path: "build.timeoutMinutes",
         pointer: "/build/timeoutMinutes",
         value: "45",
-        outputs: &[Build, Template],
-        acts: "build step: each command's limit; render: the build pod's deadline",
+        outputs: &[Build],
+        acts: "build step: each command's limit; render: adds to the `prepare` pod's deadline (within the run's)",
     },
     Field {
         path: "build.artifacts[]",
@@ -293,7 +293,7 @@ const FIELDS: &[Field] = &[
         pointer: "/environments/0/deployTimeoutMinutes",
         value: "45",
         outputs: &[Deploy],
-        acts: "deploy: the deadline of each stack operation's wait",
+        acts: "deploy: the deadline of each stack operation's wait; render: the `deploy-<env>` pod's deadline (within the run's)",
     },
     Field {
         path: "environments[].tests.commands[]",
@@ -306,8 +306,8 @@ const FIELDS: &[Field] = &[
         path: "environments[].tests.timeoutMinutes",
         pointer: "/environments/0/tests/timeoutMinutes",
         value: "20",
-        outputs: &[Tests, Template],
-        acts: "test step: each command's limit; render: the test pod's deadline",
+        outputs: &[Tests],
+        acts: "test step: each command's limit; render: adds to the `deploy-<env>` pod's deadline (within the run's)",
     },
     Field {
         path: "environments[].env.*",

@@ -33,6 +33,11 @@ pub const PREPARE_POD: &str = "prepare";
 const VALIDATE_SECONDS: u64 = 600;
 /// Room a stage that deploys gets on top of its CloudFormation waits: checkout, synth, asset publishing.
 const SYNTH_SECONDS: u64 = 1800;
+/// The most waits of `deployTimeoutMinutes` one stack deploy can make: an operation already running,
+/// the deletion of a failed creation, the change set's creation, its execution (`deploy::stack`).
+const WAITS_PER_STACK: u64 = 4;
+/// Stacks the deploy step deploys at once.
+const DEPLOY_CONCURRENCY: usize = crate::deploy::DEFAULT_CONCURRENCY;
 
 /// The whole pipeline, in execution order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +87,8 @@ pub struct Stage {
     pub timeout_seconds: Option<u64>,
     /// The pod this stage runs in (Argo): stages sharing a pod run one after another in one process,
     /// in plan order, and stop at the first failure. The local runner runs every stage in one process
-    /// anyway and ignores it. See [`PREPARE_POD`] and [`Plan::pods`].
+    /// anyway and ignores it. An approval gate runs no pod: this is its suspend node's name. See
+    /// [`PREPARE_POD`] and [`Plan::pods`].
     pub pod: String,
 }
 
@@ -257,9 +263,11 @@ pub fn build(config: &Config) -> Plan {
         depends_on: vec!["build".into()],
         args: step(&["pipeline"]),
         env: vec![],
-        // The pipeline's own stack waits at most the default deploy deadline; rendering and applying
-        // the template take seconds.
-        timeout_seconds: Some(u64::from(crate::config::defaults::deploy_timeout()) * 60 + SYNTH_SECONDS),
+        // The pipeline's own stack: up to WAITS_PER_STACK waits of the default deploy deadline;
+        // rendering and applying the template take seconds.
+        timeout_seconds: Some(
+            WAITS_PER_STACK * u64::from(crate::config::defaults::deploy_timeout()) * 60 + SYNTH_SECONDS,
+        ),
         pod: PREPARE_POD.into(),
     });
 
@@ -323,7 +331,11 @@ pub fn build(config: &Config) -> Plan {
         }
         let deploy_id = format!("deploy-{}", env.name);
         let stacks = stack_dag(env).unwrap_or_else(|_| stack_dag_lenient(env));
-        let waves = stacks.iter().map(|s| s.wave + 1).max().unwrap_or(1) as u64;
+        // Rounds of stack deploys: a wave's stacks run DEPLOY_CONCURRENCY at a time.
+        let wave_count = stacks.iter().map(|s| s.wave + 1).max().unwrap_or(1);
+        let rounds: u64 = (0..wave_count)
+            .map(|w| stacks.iter().filter(|s| s.wave == w).count().div_ceil(DEPLOY_CONCURRENCY).max(1) as u64)
+            .sum();
         let mut args = step(&["deploy", "--env", &env.name]);
         args.extend([Arg::Literal("--outputs-file".into()), Arg::Literal(OUTPUTS_FILE.into())]);
         stages.push(Stage {
@@ -337,9 +349,12 @@ pub fn build(config: &Config) -> Plan {
             depends_on: deploy_deps,
             args,
             env: region_env.clone(),
-            // Each wave's stacks wait in parallel, each at most `deployTimeoutMinutes`; plus synth
-            // and asset publishing. Longer than the engine's own deadlines, so they report first.
-            timeout_seconds: Some(waves * u64::from(env.deploy_timeout_minutes) * 60 + SYNTH_SECONDS),
+            // Every round's stacks may each wait WAITS_PER_STACK times `deployTimeoutMinutes`; plus
+            // synth and asset publishing. Never shorter than the engine's own deadlines, so they
+            // report (naming the stack and its newest event) before Argo stops the pod.
+            timeout_seconds: Some(
+                rounds * WAITS_PER_STACK * u64::from(env.deploy_timeout_minutes) * 60 + SYNTH_SECONDS,
+            ),
             pod: deploy_id.clone(),
         });
         previous = deploy_id.clone();
@@ -632,7 +647,9 @@ impl fmt::Display for Plan {
             } else {
                 format!("  (after {})", stage.depends_on.join(", "))
             };
-            let pod = if stage.pod == stage.id { String::new() } else { format!("  [pod {}]", stage.pod) };
+            // Name the pod where it holds more than this stage.
+            let shared = self.stages.iter().filter(|s| s.pod == stage.pod).count() > 1;
+            let pod = if shared { format!("  [pod {}]", stage.pod) } else { String::new() };
             writeln!(f, "{:>3}. {:<20} {}{}{}", n + 1, stage.id, stage.kind, after, pod)?;
             if let StageKind::Deploy { stacks, env, .. } = &stage.kind {
                 let waves = stacks.iter().map(|s| s.wave).max().unwrap_or(0);

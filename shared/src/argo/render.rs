@@ -459,9 +459,10 @@ fn pod_template(plan: &Plan, pod: &str, members: &[&Stage]) -> Template {
             raw: RawArtifact { data: format!("{{{{inputs.parameters.{OUTPUTS_PARAMETER}}}}}") },
         }],
     });
-    // The pod's deadline is the sum of its stages' limits (they run one after another); a stage
-    // without one leaves the pod to the workflow's deadline.
-    let deadline: Option<u64> = members.iter().map(|s| s.timeout_seconds).sum();
+    // The pod's deadline is the sum of its stages' limits (they run one after another), within the
+    // run's; a stage without one leaves the pod to the run's deadline.
+    let deadline: Option<u64> =
+        members.iter().map(|s| s.timeout_seconds).sum::<Option<u64>>().map(|d| d.min(plan.timeout_seconds));
 
     Template {
         name: pod.to_owned(),

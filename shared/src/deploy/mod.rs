@@ -80,10 +80,13 @@ pub struct DeployOptions {
     pub poll_max: Duration,
 }
 
+/// Stacks deployed at once by default (`aphex deploy --concurrency`; the pipeline's deploy step).
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
 impl Default for DeployOptions {
     fn default() -> Self {
         Self {
-            concurrency: 4,
+            concurrency: DEFAULT_CONCURRENCY,
             method: Method::ChangeSet,
             dry_run: false,
             run_id: format!("local-{}", uuid::Uuid::new_v4().simple()),

@@ -183,8 +183,8 @@ async fn diff_shows_the_changed_lines_only() {
     let d = diff_live(&store, &rendered).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(d.starts_with("--- live argo/shop (version 1)\n+++ rendered\n"), "{d}");
     assert!(d.lines().any(|l| l.starts_with('-') && l.contains("activeDeadlineSeconds")), "{d}");
-    // validate 600 s + build 45 min + 600 s + pipeline 60 min + 1800 s.
-    assert!(d.lines().any(|l| l == "+    activeDeadlineSeconds: \"9300\""), "{d}");
+    // validate 600 s + build 45 min + 600 s + pipeline 4 x 60 min + 1800 s.
+    assert!(d.lines().any(|l| l == "+    activeDeadlineSeconds: \"20100\""), "{d}");
 }
 
 #[test]

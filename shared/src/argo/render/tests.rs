@@ -110,8 +110,8 @@ fn prepare_runs_validate_build_pipeline_in_one_pod() {
     assert_eq!(meta.labels[keys::STAGE], "prepare");
     assert_eq!(meta.annotations[keys::STAGES], r#"["validate","build","pipeline"]"#);
     // The stages' limits add up: validate 600 s, build 30 min per command + 600 s (two commands),
-    // pipeline 60 min + 1800 s: 600 + 4200 + 5400.
-    assert_eq!(prepare.active_deadline_seconds.as_deref(), Some("10200"));
+    // pipeline 4 waits of 60 min + 1800 s: 600 + 4200 + 16200, within the run's 21600.
+    assert_eq!(prepare.active_deadline_seconds.as_deref(), Some("21000"));
     let c = prepare.container.unwrap_or_default();
     let stages: Vec<&str> = c
         .args
