@@ -13,6 +13,44 @@ pub(crate) fn check(root: &Node, out: &mut Vec<Problem>) {
     check_environments(root, out);
     check_globs(root, out);
     check_notifications(root, out);
+    check_qualifier(root, out);
+}
+
+/// `synth.context["@aws-cdk/core:bootstrapQualifier"]`: the CDK bootstrap template's rule for
+/// `--qualifier` (`[A-Za-z0-9_-]{1,10}`); the qualifier becomes part of role and bucket names.
+fn check_qualifier(root: &Node, out: &mut Vec<Problem>) {
+    let key_name = crate::bootstrap::QUALIFIER_CONTEXT_KEY;
+    let Some(value) = root.get("synth").and_then(|s| s.get("context")).and_then(|c| c.get(key_name)) else {
+        return;
+    };
+    let Some(q) = value.as_str() else { return };
+    let valid =
+        (1..=10).contains(&q.len()) && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid && q.bytes().any(|b| b.is_ascii_uppercase()) {
+        out.push(Problem {
+            pos: value.pos,
+            path: path_string(&[key("synth"), key("context"), key(key_name)]),
+            severity: Severity::Error,
+            message: format!(
+                "`{q}` has upper-case letters: the bootstrap's asset bucket `cdk-{q}-assets-<account>-<region>` cannot exist (S3 bucket names are lower case)"
+            ),
+            hint: Some(format!("write it in lower case: `{}`", q.to_ascii_lowercase())),
+        });
+    }
+    if !valid {
+        out.push(Problem {
+            pos: value.pos,
+            path: path_string(&[key("synth"), key("context"), key(key_name)]),
+            severity: Severity::Error,
+            message: format!(
+                "`{q}` is not a CDK bootstrap qualifier: 1 to 10 letters, digits, `_` or `-` (the rule of `cdk bootstrap --qualifier`)"
+            ),
+            hint: Some(
+                "use the qualifier the target accounts were bootstrapped with (`cdk bootstrap --qualifier`), or remove the key for the default `hnb659fds`"
+                    .into(),
+            ),
+        });
+    }
 }
 
 fn env_path(i: usize, rest: &[Segment]) -> String {

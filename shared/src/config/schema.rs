@@ -367,7 +367,13 @@ impl Ctx<'_> {
     /// How the value is introduced in the source: `key: ` for a mapping value, `- ` for a list item.
     fn key_prefix(&self) -> String {
         match self.path.last() {
-            Some(Segment::Key(k)) => format!("{k}: "),
+            // A key a plain YAML scalar cannot spell (`@aws-cdk/...`, `a: b`) is written quoted.
+            Some(Segment::Key(k)) => {
+                let key = crate::yaml_out::to_string(k)
+                    .map(|y| y.trim_end().to_owned())
+                    .unwrap_or_else(|_| k.clone());
+                format!("{key}: ")
+            }
             _ => "- ".into(),
         }
     }
