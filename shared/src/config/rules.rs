@@ -14,6 +14,55 @@ pub(crate) fn check(root: &Node, out: &mut Vec<Problem>) {
     check_globs(root, out);
     check_notifications(root, out);
     check_qualifier(root, out);
+    check_repository_paths(root, out);
+}
+
+/// Paths the config names inside the repository (`build.artifacts[]`, `pipeline.stack.app`,
+/// `environments[].stacks[].path`) stay inside it: not absolute, no `..`, not empty. The steps
+/// resolve them against the clone; a path outside it would package or read files of the runner.
+fn check_repository_paths(root: &Node, out: &mut Vec<Problem>) {
+    let mut paths: Vec<(&Node, Vec<Segment>)> = Vec::new();
+    if let Some(list) = root.get("build").and_then(|b| b.get("artifacts")) {
+        for (k, item) in list.as_seq().iter().enumerate() {
+            paths.push((item, vec![key("build"), key("artifacts"), Segment::Index(k)]));
+        }
+    }
+    if let Some(app) = root.get("pipeline").and_then(|p| p.get("stack")).and_then(|s| s.get("app")) {
+        paths.push((app, vec![key("pipeline"), key("stack"), key("app")]));
+    }
+    if let Some(envs) = root.get("environments") {
+        for (i, env) in envs.as_seq().iter().enumerate() {
+            let Some(stacks) = env.get("stacks") else { continue };
+            for (j, stack) in stacks.as_seq().iter().enumerate() {
+                if let Some(path) = stack.get("path") {
+                    let rest = [key("stacks"), Segment::Index(j), key("path")];
+                    paths.push((
+                        path,
+                        vec![key("environments"), Segment::Index(i)].into_iter().chain(rest).collect(),
+                    ));
+                }
+            }
+        }
+    }
+    for (node, path) in paths {
+        let Some(p) = node.as_str() else { continue };
+        let outside = p.trim().is_empty()
+            || p.starts_with('/')
+            || p.starts_with('\\')
+            || p.as_bytes().get(1) == Some(&b':')
+            || p.split(['/', '\\']).any(|part| part == "..");
+        if outside {
+            out.push(Problem {
+                pos: node.pos,
+                path: path_string(&path),
+                severity: Severity::Error,
+                message: format!("`{p}` is not a path inside the repository"),
+                hint: Some(
+                    "write it relative to the repository root, without `..` (e.g. `cdk.out`, `infra`)".into(),
+                ),
+            });
+        }
+    }
 }
 
 /// `synth.context["@aws-cdk/core:bootstrapQualifier"]`: the CDK bootstrap template's rule for

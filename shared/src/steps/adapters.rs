@@ -317,7 +317,15 @@ mod tests {
         let text = format!(
             "version: \"1.0\"\npipeline:\n  name: demo\n{own}build: {{commands: [\"true\"]}}\nenvironments:\n  - {{name: dev, region: us-east-1, account: \"111111111111\", stacks: [{{name: Api}}]}}\n"
         );
-        crate::config::parse("aphex-config.yaml", &text).unwrap_or_else(|d| panic!("{d:?}"))
+        let mut config =
+            crate::config::parse("aphex-config.yaml", &text.replace("app: ../elsewhere", "app: infra"))
+                .unwrap_or_else(|d| panic!("{d:?}"));
+        // Validation refuses an app outside the repository; the adapter refuses it again (defence in
+        // depth for a config that skipped validation).
+        if let (Some(s), Some(own)) = (stack, config.pipeline.stack.as_mut()) {
+            own.app = s.to_owned();
+        }
+        config
     }
 
     async fn check_own_stack(
