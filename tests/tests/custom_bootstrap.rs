@@ -86,15 +86,7 @@ async fn an_app_with_a_custom_qualifier_is_validated_and_deployed_through_its_bo
     let from_assembly = bootstrap::resolve_in(&config, &app.dir);
     assert_eq!((from_assembly.value.as_str(), from_assembly.source), (QUALIFIER, Source::Assembly));
 
-    let before = moto.assumed_roles().await.len();
-    let out = aphex(
-        tmp.path(),
-        &moto.env(),
-        &["deploy", "--env", "dev", "--assembly", "cdk.out", "--method", "direct", "--json"],
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stack_outputs(&moto).await, [("Answer".to_owned(), "42".to_owned())]);
-    let assumed = moto.assumed_roles().await.split_off(before);
+    let assumed = deploy_and_assumed_roles(tmp.path(), &moto).await;
     assert!(assumed.contains(&expected_deploy_role), "{assumed:?}");
     assert!(
         assumed.iter().all(|r| r.contains(&format!(":role/cdk-{QUALIFIER}-"))),
@@ -114,14 +106,20 @@ async fn a_custom_role_is_the_only_role_assumed_for_validate_and_deploy() {
     let identity = StsIdentity { base: moto.sdk_config(REGION).await };
     assert_eq!(identity.account_for(&config.environments[0], &role, "run-1").await.unwrap(), ACCOUNT);
 
+    let assumed = deploy_and_assumed_roles(tmp.path(), &moto).await;
+    assert!(!assumed.is_empty() && assumed.iter().all(|r| r == CUSTOM_ROLE), "{assumed:?}");
+}
+
+/// `aphex deploy` of the app's assembly; checks the stack's output and returns the roles STS assumed
+/// during the deploy (moto's record).
+async fn deploy_and_assumed_roles(dir: &std::path::Path, moto: &Moto) -> Vec<String> {
     let before = moto.assumed_roles().await.len();
     let out = aphex(
-        tmp.path(),
+        dir,
         &moto.env(),
         &["deploy", "--env", "dev", "--assembly", "cdk.out", "--method", "direct", "--json"],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stack_outputs(&moto).await, [("Answer".to_owned(), "42".to_owned())]);
-    let assumed = moto.assumed_roles().await.split_off(before);
-    assert!(!assumed.is_empty() && assumed.iter().all(|r| r == CUSTOM_ROLE), "{assumed:?}");
+    assert_eq!(stack_outputs(moto).await, [("Answer".to_owned(), "42".to_owned())]);
+    moto.assumed_roles().await.split_off(before)
 }

@@ -4,9 +4,8 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use support::{aphex_bin, git, write_repo};
+use support::{git, step_command, write_repo};
 
 const CONFIG: &str = r#"version: "1.0"
 build:
@@ -21,23 +20,7 @@ environments:
 "#;
 
 fn step(store: &Path, pod: &Path, repo: &Path, sha: &str, args: &[&str]) -> std::process::Output {
-    let (stage, rest) = args.split_first().unwrap();
-    Command::new(aphex_bin())
-        .args(["step", stage])
-        .args(rest)
-        .args([
-            "--repo-url",
-            repo.to_str().unwrap(),
-            "--commit-sha",
-            sha,
-            "--branch",
-            "main",
-            "--run-id",
-            "run-7",
-        ])
-        .env("APHEX_ARTIFACT_DIR", store)
-        .env("APHEX_WORK_DIR", pod.join("work"))
-        .env_remove("APHEX_ARTIFACT_BUCKET")
+    step_command(store, pod, repo, sha, "run-7", args)
         // No AWS is reachable: the deploy must stop before it needs any.
         .env("AWS_ENDPOINT_URL", "http://localhost:9")
         .env("AWS_ACCESS_KEY_ID", "testing")

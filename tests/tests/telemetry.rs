@@ -6,12 +6,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, Statistic,
 };
-use support::{Moto, aphex_bin, git, write_repo};
+use support::{Moto, git, step_command, write_repo};
 
 const ASSEMBLY: &str = "synth-multi-stack-cross-refs";
 const PIPELINE: &str = "tele-test";
@@ -46,25 +45,9 @@ fn step(
     sha: &str,
     args: &[&str],
 ) -> std::process::Output {
-    let (stage, rest) = args.split_first().unwrap();
-    Command::new(aphex_bin())
-        .args(["step", stage])
-        .args(rest)
-        .args([
-            "--repo-url",
-            repo.to_str().unwrap(),
-            "--commit-sha",
-            sha,
-            "--branch",
-            "main",
-            "--run-id",
-            "run-9",
-        ])
+    step_command(store, pod, repo, sha, "run-9", args)
         .envs(moto.env())
         .env("APHEX_PIPELINE", PIPELINE)
-        .env("APHEX_ARTIFACT_DIR", store)
-        .env("APHEX_WORK_DIR", pod.join("work"))
-        .env_remove("APHEX_ARTIFACT_BUCKET")
         .env("APHEX_LOG_GROUP", GROUP)
         .env("GITHUB_TOKEN", TOKEN)
         .output()

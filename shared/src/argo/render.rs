@@ -241,20 +241,22 @@ fn env_dag(plan: &Plan, env: &str) -> Template {
     let group = env_group(env);
     let members: Vec<&Stage> =
         plan.stages.iter().filter(|s| main_task_of(s) == group && s.env_name() == Some(env)).collect();
-    let mut tasks: Vec<DagTask> = Vec::new();
-    for stage in &members {
-        let pod = stage.pod.clone();
-        // Dependencies on stages of other pods of this group; a dependency in the same pod is met by
-        // the order inside the pod.
-        let deps: Vec<String> = stage
-            .depends_on
-            .iter()
-            .filter_map(|d| members.iter().find(|m| &m.id == d))
-            .map(|m| m.pod.clone())
-            .filter(|d| *d != pod)
-            .collect();
-        let arguments = match (&stage.kind, test_input_from(plan, stage)) {
-            (StageKind::Test { .. }, Some(deploy)) => Some(Arguments {
+    let in_group = |stage: &Stage| members.iter().any(|m| m.id == stage.id);
+    let tasks = plan
+        .pods()
+        .into_iter()
+        .filter(|(_, stages)| stages.iter().any(|s| in_group(s)))
+        .map(|(pod, stages)| {
+            // Dependencies on stages of other pods of this group; a dependency in the same pod is met
+            // by the order inside the pod.
+            let deps = stages
+                .iter()
+                .flat_map(|s| &s.depends_on)
+                .filter_map(|d| members.iter().find(|m| &m.id == d))
+                .map(|m| m.pod.clone())
+                .filter(|d| d != pod)
+                .collect();
+            let arguments = stages.iter().find_map(|s| test_input_from(plan, s)).map(|deploy| Arguments {
                 parameters: vec![Parameter {
                     name: OUTPUTS_PARAMETER.into(),
                     value: Some(format!(
@@ -263,27 +265,10 @@ fn env_dag(plan: &Plan, env: &str) -> Template {
                     )),
                     ..Default::default()
                 }],
-            }),
-            _ => None,
-        };
-        match tasks.iter_mut().find(|t| t.name == pod) {
-            Some(task) => {
-                let mut all: Vec<String> =
-                    task.depends.iter().flat_map(|d| d.split(" && ")).map(str::to_owned).collect();
-                all.extend(deps);
-                task.depends = depends_expr(all);
-                if arguments.is_some() {
-                    task.arguments = arguments;
-                }
-            }
-            None => tasks.push(DagTask {
-                name: pod.clone(),
-                template: pod,
-                depends: depends_expr(deps),
-                arguments,
-            }),
-        }
-    }
+            });
+            DagTask { name: pod.to_owned(), template: pod.to_owned(), depends: depends_expr(deps), arguments }
+        })
+        .collect();
     Template {
         name: group,
         metadata: Some(env_metadata("environment", env)),

@@ -140,3 +140,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `aphex step <stage> ARGS... --repo-url REPO --commit-sha SHA --branch main --run-id RUN`, with a
+/// local artifact directory as the store and the pod's work tree under `pod/work`, as a pod would run
+/// it; the caller adds its environment.
+pub fn step_command(
+    store: &Path,
+    pod: &Path,
+    repo: &Path,
+    sha: &str,
+    run_id: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let (stage, rest) = args.split_first().expect("a stage");
+    let mut cmd = std::process::Command::new(aphex_bin());
+    cmd.args(["step", stage])
+        .args(rest)
+        .args([
+            "--repo-url",
+            repo.to_str().expect("utf-8 path"),
+            "--commit-sha",
+            sha,
+            "--branch",
+            "main",
+            "--run-id",
+            run_id,
+        ])
+        .env("APHEX_ARTIFACT_DIR", store)
+        .env("APHEX_WORK_DIR", pod.join("work"))
+        .env_remove("APHEX_ARTIFACT_BUCKET");
+    cmd
+}
